@@ -1,0 +1,119 @@
+# kafka-ws-proxy: plain Makefile, objects under build/ (build-<sanitizer>/ for
+# sanitized builds). Targets: all run test unit e2e bench fuzz format
+# format-check clean setup.
+
+CC       ?= cc
+OPT      ?= -O2 -g
+WARN     ?= -Wall -Wextra -Wno-unused-parameter
+SANITIZER ?=
+PYTHON   ?= python3
+
+PKGS     := libuv rdkafka jansson
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+ifeq ($(SANITIZER),)
+BUILD    ?= build
+SANFLAGS :=
+else ifeq ($(SANITIZER),address)
+BUILD    ?= build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else ifeq ($(SANITIZER),undefined)
+BUILD    ?= build-ubsan
+SANFLAGS := -fsanitize=undefined -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZER),thread)
+BUILD    ?= build-tsan
+SANFLAGS := -fsanitize=thread
+else
+$(error SANITIZER must be address, undefined or thread)
+endif
+ifneq ($(CI),)
+WERROR   := -Werror
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(WERROR) $(SANFLAGS) -I. -I$(LLHTTP_INC) $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+LIBS_ALL   := $(PKG_LIBS) -lcrypto -lpthread -lm
+
+LIB_SRC  := $(sort $(wildcard core/*.c codec/*.c auth/*.c session/*.c commit/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
+UNIT_SRC := $(sort $(wildcard test/unit/*.c))
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+BIN      := $(BUILD)/kafka-ws-proxy
+UNIT_BIN := $(BUILD)/unit-tests
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+FORMAT_SRC := $(sort $(wildcard cmd/*.c core/*.[ch] codec/*.[ch] auth/*.[ch] session/*.[ch] commit/*.[ch] test/unit/*.[ch] bench/*.c test/fuzz/*.c))
+
+.PHONY: all run test unit unit-asan e2e bench fuzz format format-check clean setup
+
+all: $(BIN) $(UNIT_BIN)
+
+setup:
+	@bash test/setup.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) $(SANFLAGS) -w -I$(LLHTTP_INC) -c $< -o $@
+
+$(BIN): $(BUILD)/cmd/main.o $(LIB_OBJ) $(LLHTTP_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(UNIT_BIN): $(UNIT_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(BUILD)/bench/%: bench/%.c $(LIB_OBJ) $(LLHTTP_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDFLAGS_ALL) $(LIBS_ALL)
+
+# Dev mode: embedded in-process Kafka-protocol cluster, echo endpoint on.
+run: setup-build $(BIN)
+	@echo
+	@echo "kafka-ws-proxy (dev mode) on ws://127.0.0.1:$${WSPROXY_PORT:-8078}"
+	@echo "  health:  curl -s http://127.0.0.1:$${WSPROXY_PORT:-8078}/healthcheck"
+	@echo "  brokers: curl -s http://127.0.0.1:$${WSPROXY_PORT:-8078}/kafka/cluster/info"
+	@echo "  echo:    python3 -c \"import websocket; w=websocket.create_connection('ws://127.0.0.1:$${WSPROXY_PORT:-8078}/echo'); w.send('hi'); print(w.recv())\""
+	@echo "           (or: wscat -c ws://127.0.0.1:$${WSPROXY_PORT:-8078}/echo)"
+	@echo
+	WSPROXY_ECHO_ENDPOINT_ENABLED=$${WSPROXY_ECHO_ENDPOINT_ENABLED:-true} ./$(BIN) --dev
+
+.PHONY: setup-build
+setup-build:
+	@bash test/setup.sh --build-only
+
+# Unit tests (plain and ASan+UBSan), then the end-to-end suite against a real
+# Kafka broker started by the harness, then the e2e suite on the ASan build.
+test: setup
+	$(MAKE) all
+	./$(UNIT_BIN)
+	$(MAKE) SANITIZER=address all
+	ASAN_OPTIONS=detect_leaks=1 ./build-asan/unit-tests
+	$(PYTHON) -m pytest -q test/e2e
+	KWP_BIN=build-asan/kafka-ws-proxy $(PYTHON) -m pytest -q test/e2e -m "not slow"
+
+unit: all
+	./$(UNIT_BIN)
+
+e2e: all
+	$(PYTHON) -m pytest -q test/e2e
+
+bench: setup $(BIN) $(BENCH_BIN)
+	$(PYTHON) bench/run.py
+
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+clean:
+	rm -rf build build-asan build-ubsan build-tsan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

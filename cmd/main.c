@@ -1,0 +1,99 @@
+/* kafka-ws-proxy: command line, configuration, and the server's lifetime. */
+#include "core/config.h"
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/server.h"
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define KWP_VERSION "0.1.0"
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: kafka-ws-proxy [--config FILE] [--dev] [--print-config]\n"
+          "\n"
+          "  --config FILE   HOCON configuration (kafka.ws.proxy.*); without\n"
+          "                  it: built-in defaults and WSPROXY_* variables\n"
+          "  --dev           dev mode: start an in-process Kafka-protocol\n"
+          "                  cluster (3 brokers, nothing durable) and use it\n"
+          "  --print-config  print the effective configuration and exit\n"
+          "  --version       print the version and exit\n");
+}
+
+typedef struct args {
+  const char *config;
+  int dev, print;
+} args_t;
+
+static int parse_args(int argc, char **argv, args_t *a) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+      a->config = argv[++i];
+    } else if (!strncmp(argv[i], "--config=", 9)) {
+      a->config = argv[i] + 9;
+    } else if (!strcmp(argv[i], "--dev")) {
+      a->dev = 1;
+    } else if (!strcmp(argv[i], "--print-config")) {
+      a->print = 1;
+    } else if (!strcmp(argv[i], "--version")) {
+      printf("kafka-ws-proxy %s (librdkafka %s, libuv %s)\n", KWP_VERSION,
+             rd_kafka_version_str(), uv_version_string());
+      exit(0);
+    } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      exit(0);
+    } else {
+      fprintf(stderr, "kafka-ws-proxy: unknown argument '%s'\n", argv[i]);
+      usage(stderr);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  args_t a = {0};
+  char err[1024];
+  if (parse_args(argc, argv, &a) != 0)
+    return 2;
+  kwp_config_t *cfg = kwp_config_load(a.config, a.dev, err, sizeof(err));
+  if (!cfg) {
+    fprintf(stderr, "kafka-ws-proxy: configuration error: %s\n", err);
+    return 1;
+  }
+  cfg->dev_mode = a.dev;
+  if (a.print) {
+    kwp_config_print(cfg, stdout);
+    kwp_config_free(cfg);
+    return 0;
+  }
+  kwp_log_init(cfg->log.level, cfg->log.json);
+  signal(SIGPIPE, SIG_IGN);
+  KWP_LOG(KWP_LOG_INFO, "main", "kafka-ws-proxy %s starting (server-id %s)",
+          KWP_VERSION, cfg->server.server_id);
+  kwp_kafka_t *kafka = kwp_kafka_new(cfg, err, sizeof(err));
+  if (!kafka) {
+    KWP_LOG(KWP_LOG_ERROR, "kafka", "cannot start: %s", err);
+    kwp_config_free(cfg);
+    return 1;
+  }
+  kwp_ctx_t ctx = {.cfg = cfg, .kafka = kafka};
+  atomic_init(&ctx.open_conns, 0);
+  atomic_init(&ctx.next_conn_id, 1);
+  kwp_server_t *srv = kwp_server_new(&ctx, err, sizeof(err));
+  int rc = 1;
+  if (!srv) {
+    KWP_LOG(KWP_LOG_ERROR, "main", "cannot start: %s", err);
+  } else {
+    rc = kwp_server_run(srv);
+    kwp_server_free(srv);
+  }
+  kwp_kafka_free(kafka);
+  kwp_config_free(cfg);
+  return rc;
+}

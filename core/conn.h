@@ -1,0 +1,77 @@
+/*
+ * A client connection, HTTP first and WebSocket after the upgrade. Owned by
+ * one worker loop; every function here runs on that worker's thread.
+ * Endpoint modules (echo today, produce/consume next) plug in through a
+ * kwp_ws_handler_t and talk to the socket only through this header.
+ */
+#ifndef KWP_CONN_H
+#define KWP_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kwp_conn kwp_conn_t;
+
+/* Why reading is paused; reading resumes when no reason is left. */
+enum kwp_conn_pause {
+  KWP_PAUSE_SENDQ = 1,   /* unsent bytes over server.max-buffered-send-bytes */
+  KWP_PAUSE_HANDLER = 2, /* the endpoint asked (e.g. too much in flight) */
+  KWP_PAUSE_ASYNC = 4,   /* an HTTP response is being prepared */
+};
+
+typedef struct kwp_ws_handler {
+  const char *name;
+  /**
+   * The 101 has been queued. Return 0 and set @p *state, or a negative
+   * KWP_E* to close the socket with its close code.
+   */
+  int (*open)(kwp_conn_t *conn, void **state);
+  /**
+   * One whole message (text or binary). @p data is only valid during the
+   * call. Return 0, or a negative KWP_E* to close with its close code.
+   */
+  int (*message)(kwp_conn_t *conn, void *state, int opcode,
+                 const uint8_t *data, size_t len);
+  /** The send queue drained below half its limit (may be NULL). */
+  void (*writable)(kwp_conn_t *conn, void *state);
+  /** The socket is gone; free @p state (it may outlive this call if the
+   * handler holds a reference, see kwp_conn_ref). */
+  void (*close)(kwp_conn_t *conn, void *state);
+} kwp_ws_handler_t;
+
+/**
+ * Send one WebSocket message (opcode KWP_WS_TEXT/BINARY) or control frame.
+ * Copies only what the socket cannot take at once.
+ * @returns 0; KWP_EBACKPRESSURE when queued but over the limit (reading is
+ * paused until it drains); UV_ECANCELED when the socket is closing.
+ */
+int kwp_conn_ws_send(kwp_conn_t *conn, int opcode, const void *data,
+                     size_t len);
+
+/**
+ * Close the WebSocket with the close code of @p err (0: 1000) and @p reason,
+ * then the TCP connection. Safe to call from any callback, more than once.
+ */
+void kwp_conn_ws_close(kwp_conn_t *conn, int err, const char *reason);
+
+/** Pause or resume reading for @p reason (a kwp_conn_pause bit). */
+void kwp_conn_pause(kwp_conn_t *conn, int reason);
+void kwp_conn_resume(kwp_conn_t *conn, int reason);
+
+/** Bytes queued to the socket and not yet written. */
+size_t kwp_conn_send_queued(const kwp_conn_t *conn);
+
+/**
+ * Keep @p conn's memory alive across an asynchronous operation; the count is
+ * a plain int because only the owning worker touches it.
+ */
+void kwp_conn_ref(kwp_conn_t *conn);
+void kwp_conn_unref(kwp_conn_t *conn);
+/** 1 once the connection is closing (its callbacks should do nothing). */
+int kwp_conn_closing(const kwp_conn_t *conn);
+
+/** Connection id and peer address, for log lines. */
+uint64_t kwp_conn_id(const kwp_conn_t *conn);
+const char *kwp_conn_peer(const kwp_conn_t *conn);
+
+#endif

@@ -1,0 +1,228 @@
+/* Process-wide Kafka context: configuration mapping, admin metadata, dev-mode
+ * mock cluster and log routing. Created and freed on the main thread; metadata
+ * requests run on libuv's thread pool, never on a worker loop. */
+#include "core/kafka.h"
+
+#include "core/error.h"
+#include "core/log.h"
+
+#include <jansson.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEV_BROKERS 3
+
+struct kwp_kafka {
+  const kwp_config_t *cfg;
+  char *bootstrap;
+  rd_kafka_t *mock_rk; /* owns the dev-mode mock cluster */
+  rd_kafka_mock_cluster_t *mcluster;
+  rd_kafka_t *admin_rk; /* metadata requests (thread-safe) */
+};
+
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                         const char *buf) {
+  /* syslog levels: 0-3 error, 4 warning, 5-6 notice/info, 7 debug */
+  int lv = level <= 3   ? KWP_LOG_ERROR
+           : level == 4 ? KWP_LOG_WARN
+           : level <= 6 ? KWP_LOG_INFO
+                        : KWP_LOG_DEBUG;
+  KWP_LOG(lv, "kafka", "%s: %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+static int kafka_level_to_syslog(int lv) {
+  return lv <= KWP_LOG_DEBUG  ? 7
+         : lv == KWP_LOG_INFO ? 6
+         : lv == KWP_LOG_WARN ? 4
+                              : 3;
+}
+
+/* Java-client keys that librdkafka does not know. JAAS PLAIN/SCRAM configs
+ * are translated into sasl.username/sasl.password; the rest are skipped. */
+static int conf_set_java(rd_kafka_conf_t *conf, const char *key,
+                         const char *val, char *errbuf, size_t errlen) {
+  if (!strcmp(key, "sasl.jaas.config")) {
+    char user[256] = "", pass[256] = "";
+    const char *u = strstr(val, "username=\""), *p = strstr(val, "password=\"");
+    if (u)
+      sscanf(u + 10, "%255[^\"]", user);
+    if (p)
+      sscanf(p + 10, "%255[^\"]", pass);
+    if (rd_kafka_conf_set(conf, "sasl.username", user, errbuf, errlen) ||
+        rd_kafka_conf_set(conf, "sasl.password", pass, errbuf, errlen))
+      return -1;
+    return 0;
+  }
+  if (!strcmp(key, "ssl.endpoint.identification.algorithm") && !*val)
+    return rd_kafka_conf_set(conf, key, "none", errbuf, errlen) ? -1 : 0;
+  KWP_LOG(KWP_LOG_DEBUG, "kafka", "ignoring Java-only client property %s",
+          key);
+  return 0;
+}
+
+rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
+                                    const kwp_props_t *props, char *errbuf,
+                                    size_t errlen) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  char lv[4];
+  snprintf(lv, sizeof(lv), "%d", kafka_level_to_syslog(kafka->cfg->log.kafka_level));
+  rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+  if (rd_kafka_conf_set(conf, "log_level", lv, errbuf, errlen) ||
+      rd_kafka_conf_set(conf, "bootstrap.servers", kafka->bootstrap, errbuf,
+                        errlen))
+    goto fail;
+  for (size_t i = 0; props && i < props->count; i++) {
+    const kwp_kv_t *kv = &props->items[i];
+    rd_kafka_conf_res_t r =
+        rd_kafka_conf_set(conf, kv->key, kv->value, errbuf, errlen);
+    if (r == RD_KAFKA_CONF_UNKNOWN) {
+      if (conf_set_java(conf, kv->key, kv->value, errbuf, errlen))
+        goto fail;
+    } else if (r != RD_KAFKA_CONF_OK) {
+      goto fail;
+    }
+  }
+  return conf;
+fail:
+  rd_kafka_conf_destroy(conf);
+  return NULL;
+}
+
+static int kafka_start_mock(kwp_kafka_t *kafka, char *errbuf, size_t errlen) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+  rd_kafka_conf_set(conf, "client.id", "kwp-dev-cluster", NULL, 0);
+  kafka->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errlen);
+  if (!kafka->mock_rk)
+    return -1;
+  kafka->mcluster = rd_kafka_mock_cluster_new(kafka->mock_rk, DEV_BROKERS);
+  if (!kafka->mcluster) {
+    snprintf(errbuf, errlen, "cannot start the in-process Kafka cluster");
+    return -1;
+  }
+  kafka->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(kafka->mcluster));
+  KWP_LOG(KWP_LOG_WARN, "kafka",
+          "DEV MODE: using an in-process Kafka-protocol cluster (%d brokers) "
+          "at %s. Nothing is durable: all data is lost when the proxy stops",
+          DEV_BROKERS, kafka->bootstrap);
+  return 0;
+}
+
+kwp_kafka_t *kwp_kafka_new(const kwp_config_t *cfg, char *errbuf,
+                           size_t errlen) {
+  kwp_kafka_t *kafka = calloc(1, sizeof(*kafka));
+  rd_kafka_conf_t *conf;
+  if (!kafka) {
+    snprintf(errbuf, errlen, "out of memory");
+    return NULL;
+  }
+  kafka->cfg = cfg;
+  if (cfg->dev_mode) {
+    if (kafka_start_mock(kafka, errbuf, errlen))
+      goto fail;
+  } else {
+    kafka->bootstrap = strdup(cfg->kafka_client.bootstrap_hosts);
+  }
+  conf = kwp_kafka_conf_new(kafka, &cfg->admin_client.kafka_client_properties,
+                            errbuf, errlen);
+  if (!conf)
+    goto fail;
+  rd_kafka_conf_set(conf, "client.id", "kafka-ws-proxy-admin", NULL, 0);
+  kafka->admin_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errlen);
+  if (!kafka->admin_rk) {
+    rd_kafka_conf_destroy(conf);
+    goto fail;
+  }
+  return kafka;
+fail:
+  kwp_kafka_free(kafka);
+  return NULL;
+}
+
+const char *kwp_kafka_bootstrap(const kwp_kafka_t *kafka) {
+  return kafka->bootstrap;
+}
+
+void kwp_kafka_free(kwp_kafka_t *kafka) {
+  if (!kafka)
+    return;
+  if (kafka->admin_rk)
+    rd_kafka_destroy(kafka->admin_rk);
+  if (kafka->mcluster)
+    rd_kafka_mock_cluster_destroy(kafka->mcluster);
+  if (kafka->mock_rk)
+    rd_kafka_destroy(kafka->mock_rk);
+  free(kafka->bootstrap);
+  free(kafka);
+}
+
+/* --- cluster info on the thread pool --- */
+
+typedef struct info_req {
+  uv_work_t work;
+  kwp_kafka_t *kafka;
+  kwp_kafka_info_cb cb;
+  void *arg;
+  int status;
+  char *json;
+} info_req_t;
+
+static int broker_cmp(const void *a, const void *b) {
+  const rd_kafka_metadata_broker_t *x = a, *y = b;
+  return (x->id > y->id) - (x->id < y->id);
+}
+
+static char *brokers_json(const struct rd_kafka_metadata *md) {
+  rd_kafka_metadata_broker_t *b = malloc(sizeof(*b) * (md->broker_cnt + 1));
+  json_t *arr = json_array();
+  memcpy(b, md->brokers, sizeof(*b) * md->broker_cnt);
+  qsort(b, (size_t)md->broker_cnt, sizeof(*b), broker_cmp);
+  for (int i = 0; i < md->broker_cnt; i++)
+    json_array_append_new(arr, json_pack("{s:i, s:s, s:i, s:n}", "id", b[i].id,
+                                         "host", b[i].host, "port", b[i].port,
+                                         "rack"));
+  char *s = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(arr);
+  free(b);
+  return s;
+}
+
+static void info_work(uv_work_t *w) {
+  info_req_t *req = w->data;
+  const struct rd_kafka_metadata *md = NULL;
+  int timeout = (int)req->kafka->cfg->kafka_client.metadata_timeout_ms;
+  rd_kafka_resp_err_t err =
+      rd_kafka_metadata(req->kafka->admin_rk, 0, NULL, &md, timeout);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->broker_cnt > 0) {
+    req->json = brokers_json(md);
+    req->status = req->json ? 0 : KWP_ENOMEM;
+  } else {
+    req->status = KWP_EKAFKA;
+    req->json = strdup(err ? rd_kafka_err2str(err) : "no brokers in metadata");
+  }
+  if (md)
+    rd_kafka_metadata_destroy(md);
+}
+
+static void info_after(uv_work_t *w, int status) {
+  info_req_t *req = w->data;
+  req->cb(req->arg, status ? status : req->status, req->json);
+  free(req);
+}
+
+int kwp_kafka_cluster_info(kwp_kafka_t *kafka, uv_loop_t *loop,
+                           kwp_kafka_info_cb cb, void *arg) {
+  info_req_t *req = calloc(1, sizeof(*req));
+  if (!req)
+    return UV_ENOMEM;
+  req->kafka = kafka;
+  req->cb = cb;
+  req->arg = arg;
+  req->work.data = req;
+  int rc = uv_queue_work(loop, &req->work, info_work, info_after);
+  if (rc)
+    free(req);
+  return rc;
+}

@@ -1,0 +1,91 @@
+/* The librdkafka-queue-to-libuv bridge (see kbridge.h). Runs on the thread of
+ * the loop it was created on. */
+#include "core/kbridge.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Events handled per wake-up, so one busy queue cannot starve the loop. */
+#define KBRIDGE_BUDGET 1024
+
+struct kwp_kbridge {
+  uv_poll_t poll;
+  rd_kafka_queue_t *rkq;
+  int fds[2];
+  kwp_kbridge_cb cb;
+  void *arg;
+  void (*done)(void *arg);
+  void *done_arg;
+};
+
+static void kbridge_poll_cb(uv_poll_t *h, int status, int events) {
+  kwp_kbridge_t *kb = (kwp_kbridge_t *)h;
+  char sink[256];
+  /* Empty the pipe first: an event enqueued after this read writes again. */
+  while (read(kb->fds[0], sink, sizeof(sink)) > 0)
+    ;
+  kwp_kbridge_drain(kb);
+}
+
+void kwp_kbridge_drain(kwp_kbridge_t *kb) {
+  for (int i = 0; i < KBRIDGE_BUDGET; i++) {
+    rd_kafka_event_t *rkev = rd_kafka_queue_poll(kb->rkq, 0);
+    if (!rkev)
+      return;
+    kb->cb(rkev, kb->arg);
+  }
+  /* Budget used up: wake ourselves again on the next loop iteration. */
+  ssize_t r = write(kb->fds[1], "1", 1);
+  (void)r;
+}
+
+kwp_kbridge_t *kwp_kbridge_new(uv_loop_t *loop, rd_kafka_queue_t *rkq,
+                               kwp_kbridge_cb cb, void *arg, char *errbuf,
+                               size_t errlen) {
+  kwp_kbridge_t *kb = calloc(1, sizeof(*kb));
+  if (!kb) {
+    snprintf(errbuf, errlen, "out of memory");
+    return NULL;
+  }
+  kb->rkq = rkq;
+  kb->cb = cb;
+  kb->arg = arg;
+  if (pipe2(kb->fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    snprintf(errbuf, errlen, "pipe: %s", strerror(errno));
+    free(kb);
+    return NULL;
+  }
+  int rc = uv_poll_init(loop, &kb->poll, kb->fds[0]);
+  if (rc == 0)
+    rc = uv_poll_start(&kb->poll, UV_READABLE, kbridge_poll_cb);
+  if (rc != 0) {
+    snprintf(errbuf, errlen, "uv_poll: %s", uv_strerror(rc));
+    close(kb->fds[0]);
+    close(kb->fds[1]);
+    free(kb);
+    return NULL;
+  }
+  rd_kafka_queue_io_event_enable(rkq, kb->fds[1], "1", 1);
+  return kb;
+}
+
+static void kbridge_closed(uv_handle_t *h) {
+  kwp_kbridge_t *kb = (kwp_kbridge_t *)h;
+  close(kb->fds[0]);
+  close(kb->fds[1]);
+  if (kb->done)
+    kb->done(kb->done_arg);
+  free(kb);
+}
+
+void kwp_kbridge_close(kwp_kbridge_t *kb, void (*done)(void *arg), void *arg) {
+  /* Disable before closing the pipe so librdkafka never writes to a dead fd. */
+  rd_kafka_queue_io_event_enable(kb->rkq, -1, NULL, 0);
+  kb->done = done;
+  kb->done_arg = arg;
+  uv_close((uv_handle_t *)&kb->poll, kbridge_closed);
+}

@@ -1,0 +1,41 @@
+/*
+ * Kafka event bridge: lets a worker loop wait on a librdkafka queue without
+ * blocking. librdkafka writes a byte to a pipe when the queue turns non-empty
+ * (rd_kafka_queue_io_event_enable); a uv_poll_t on the read end wakes the
+ * loop, which drains the queue with timeout 0.
+ */
+#ifndef KWP_KBRIDGE_H
+#define KWP_KBRIDGE_H
+
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+
+typedef struct kwp_kbridge kwp_kbridge_t;
+
+/** Called on the loop thread for each event; the callee owns @p rkev and
+ * must rd_kafka_event_destroy() it. */
+typedef void (*kwp_kbridge_cb)(rd_kafka_event_t *rkev, void *arg);
+
+/**
+ * Bridge @p rkq (borrowed; must outlive the bridge) into @p loop.
+ * @locality the thread running @p loop
+ * @returns the bridge, or NULL with @p errbuf filled.
+ */
+kwp_kbridge_t *kwp_kbridge_new(uv_loop_t *loop, rd_kafka_queue_t *rkq,
+                               kwp_kbridge_cb cb, void *arg, char *errbuf,
+                               size_t errlen);
+
+/**
+ * Drain what is queued now (at most a budget; the rest on the next turn).
+ * Also called by the poll callback. @locality the loop's thread
+ */
+void kwp_kbridge_drain(kwp_kbridge_t *kb);
+
+/**
+ * Stop watching and free once libuv has closed the poll handle; events still
+ * queued stay in @p rkq. @p done (may be NULL) runs after the handle closed.
+ * @locality the loop's thread
+ */
+void kwp_kbridge_close(kwp_kbridge_t *kb, void (*done)(void *arg), void *arg);
+
+#endif

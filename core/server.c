@@ -1,0 +1,176 @@
+/* The listener and the accept loop (main thread): accepts with accept4() and
+ * hands each socket to a worker round-robin; SIGTERM/SIGINT stop accepting
+ * and shut the workers down gracefully. */
+#include "core/server.h"
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/worker.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LISTEN_BACKLOG 511
+
+struct kwp_server {
+  uv_loop_t loop;
+  uv_poll_t accept_poll;
+  uv_signal_t sigterm, sigint;
+  int listen_fd;
+  kwp_ctx_t *ctx;
+  kwp_worker_t **workers;
+  int nworkers;
+  int next; /* round-robin cursor */
+  int stopping;
+};
+
+static int server_listen(const char *host, int port, char *errbuf,
+                         size_t errlen) {
+  struct addrinfo hints = {0}, *ai = NULL;
+  char portstr[16];
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  snprintf(portstr, sizeof(portstr), "%d", port);
+  int rc = getaddrinfo(host, portstr, &hints, &ai);
+  if (rc != 0) {
+    snprintf(errbuf, errlen, "cannot resolve bind-interface %s: %s", host,
+             gai_strerror(rc));
+    return -1;
+  }
+  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  0);
+  int one = 1;
+  if (fd < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+      listen(fd, LISTEN_BACKLOG) != 0) {
+    snprintf(errbuf, errlen, "cannot listen on %s:%d: %s", host, port,
+             strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(ai);
+  return fd;
+}
+
+static void server_accept_cb(uv_poll_t *p, int status, int events) {
+  kwp_server_t *srv = p->data;
+  for (;;) {
+    int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE)
+        KWP_LOG_RL(KWP_LOG_ERROR, "conn", "accept: %s", strerror(errno));
+      return; /* EAGAIN, or a transient error: wait for the next wake-up */
+    }
+    /* Far over the limit, refuse without spending a worker's time. */
+    size_t open = atomic_fetch_add(&srv->ctx->open_conns, 1);
+    if (open > srv->ctx->cfg->server.max_connections + 256) {
+      atomic_fetch_sub(&srv->ctx->open_conns, 1);
+      close(fd);
+      continue;
+    }
+    kwp_worker_t *wk = srv->workers[srv->next++ % srv->nworkers];
+    if (kwp_worker_post_socket(wk, fd) != 0) {
+      atomic_fetch_sub(&srv->ctx->open_conns, 1);
+      close(fd);
+    }
+  }
+}
+
+static void server_signal_cb(uv_signal_t *s, int signum) {
+  kwp_server_t *srv = s->data;
+  if (srv->stopping)
+    return;
+  srv->stopping = 1;
+  KWP_LOG(KWP_LOG_INFO, "conn",
+          "%s received: no longer accepting, closing connections (grace "
+          "period %lld ms)",
+          signum == SIGTERM ? "SIGTERM" : "SIGINT",
+          (long long)srv->ctx->cfg->server.shutdown_grace_period_ms);
+  uv_poll_stop(&srv->accept_poll);
+  uv_close((uv_handle_t *)&srv->accept_poll, NULL);
+  close(srv->listen_fd);
+  srv->listen_fd = -1;
+  for (int i = 0; i < srv->nworkers; i++)
+    kwp_worker_shutdown(srv->workers[i]);
+  uv_close((uv_handle_t *)&srv->sigterm, NULL);
+  uv_close((uv_handle_t *)&srv->sigint, NULL);
+}
+
+static int server_workers(kwp_server_t *srv, char *errbuf, size_t errlen) {
+  int n = srv->ctx->cfg->server.worker_threads;
+  if (n <= 0) {
+    uv_cpu_info_t *cpus;
+    int count = 1;
+    if (uv_cpu_info(&cpus, &count) == 0)
+      uv_free_cpu_info(cpus, count);
+    n = count > 0 ? count : 1;
+  }
+  srv->workers = calloc((size_t)n, sizeof(*srv->workers));
+  for (int i = 0; srv->workers && i < n; i++) {
+    if (!(srv->workers[i] = kwp_worker_start(srv->ctx, i))) {
+      snprintf(errbuf, errlen, "cannot start worker thread %d", i);
+      return -1;
+    }
+    srv->nworkers++;
+  }
+  return srv->workers ? 0 : -1;
+}
+
+kwp_server_t *kwp_server_new(kwp_ctx_t *ctx, char *errbuf, size_t errlen) {
+  kwp_server_t *srv = calloc(1, sizeof(*srv));
+  const kwp_config_t *cfg = ctx->cfg;
+  if (!srv)
+    return NULL;
+  srv->ctx = ctx;
+  uv_loop_init(&srv->loop);
+  srv->listen_fd = server_listen(cfg->server.bind_interface, cfg->server.port,
+                                 errbuf, errlen);
+  if (srv->listen_fd < 0 || server_workers(srv, errbuf, errlen) != 0) {
+    kwp_server_free(srv);
+    return NULL;
+  }
+  uv_poll_init(&srv->loop, &srv->accept_poll, srv->listen_fd);
+  uv_signal_init(&srv->loop, &srv->sigterm);
+  uv_signal_init(&srv->loop, &srv->sigint);
+  srv->accept_poll.data = srv->sigterm.data = srv->sigint.data = srv;
+  uv_poll_start(&srv->accept_poll, UV_READABLE, server_accept_cb);
+  uv_signal_start(&srv->sigterm, server_signal_cb, SIGTERM);
+  uv_signal_start(&srv->sigint, server_signal_cb, SIGINT);
+  KWP_LOG(KWP_LOG_INFO, "conn", "listening on %s:%d with %d worker thread(s)",
+          cfg->server.bind_interface, cfg->server.port, srv->nworkers);
+  return srv;
+}
+
+int kwp_server_run(kwp_server_t *srv) {
+  uv_run(&srv->loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < srv->nworkers; i++)
+    kwp_worker_join(srv->workers[i]);
+  srv->nworkers = 0;
+  KWP_LOG(KWP_LOG_INFO, "conn", "all connections closed, shutdown complete");
+  return 0;
+}
+
+void kwp_server_free(kwp_server_t *srv) {
+  if (!srv)
+    return;
+  /* Only reached with live workers when startup failed half way. */
+  for (int i = 0; i < srv->nworkers; i++) {
+    kwp_worker_shutdown(srv->workers[i]);
+    kwp_worker_join(srv->workers[i]);
+  }
+  if (srv->listen_fd >= 0)
+    close(srv->listen_fd);
+  uv_run(&srv->loop, UV_RUN_NOWAIT);
+  uv_loop_close(&srv->loop);
+  free(srv->workers);
+  free(srv);
+}

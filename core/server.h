@@ -1,0 +1,41 @@
+/*
+ * The server: binds the listener, runs the accept loop on the calling thread,
+ * and hands accepted sockets to N worker loops. SIGTERM/SIGINT start a
+ * graceful shutdown (stop accepting, close WebSockets with 1001, drain within
+ * server.shutdown-grace-period).
+ */
+#ifndef KWP_SERVER_H
+#define KWP_SERVER_H
+
+#include "core/config.h"
+#include "core/kafka.h"
+
+#include <stdatomic.h>
+
+/* Read-mostly state shared by every thread; outlives the workers. */
+typedef struct kwp_ctx {
+  const kwp_config_t *cfg;
+  kwp_kafka_t *kafka;
+  atomic_size_t open_conns; /* accepted and not yet freed */
+  atomic_uint_fast64_t next_conn_id;
+} kwp_ctx_t;
+
+typedef struct kwp_server kwp_server_t;
+
+/**
+ * Bind the listener and start the worker threads.
+ * @locality main thread
+ * @returns the server, or NULL with @p errbuf filled (e.g. address in use).
+ */
+kwp_server_t *kwp_server_new(kwp_ctx_t *ctx, char *errbuf, size_t errlen);
+
+/**
+ * Accept until SIGTERM/SIGINT, then shut down gracefully and join the
+ * workers. @locality main thread  @returns 0
+ */
+int kwp_server_run(kwp_server_t *srv);
+
+/** Free a server after kwp_server_run() returned. */
+void kwp_server_free(kwp_server_t *srv);
+
+#endif

@@ -1,0 +1,88 @@
+/* The Kafka event bridge against librdkafka's mock cluster: delivery reports
+ * reach a libuv loop through the queue's fd, with no blocking poll. */
+#include "core/kbridge.h"
+#include "core/log.h"
+#include "test/unit/unit.h"
+
+#include <stdlib.h>
+
+#define N_MSGS 2000
+
+typedef struct bridge_test {
+  kwp_kbridge_t *kb;
+  uv_timer_t deadline;
+  int delivered, failed, closed;
+} bridge_test_t;
+
+static void bt_closed(void *arg) {
+  ((bridge_test_t *)arg)->closed = 1;
+}
+
+static void bt_event(rd_kafka_event_t *rkev, void *arg) {
+  bridge_test_t *bt = arg;
+  if (rd_kafka_event_type(rkev) == RD_KAFKA_EVENT_DR) {
+    const rd_kafka_message_t *m;
+    while ((m = rd_kafka_event_message_next(rkev)))
+      m->err ? bt->failed++ : bt->delivered++;
+  }
+  rd_kafka_event_destroy(rkev);
+  if (bt->delivered + bt->failed == N_MSGS && !bt->closed) {
+    uv_close((uv_handle_t *)&bt->deadline, NULL);
+    kwp_kbridge_close(bt->kb, bt_closed, bt);
+    bt->closed = -1;
+  }
+}
+
+static void bt_deadline(uv_timer_t *t) {
+  bridge_test_t *bt = t->data;
+  uv_close((uv_handle_t *)&bt->deadline, NULL);
+  kwp_kbridge_close(bt->kb, bt_closed, bt);
+}
+
+KWP_TEST(kbridge_delivery_reports_reach_loop) {
+  char err[512];
+  uv_loop_t loop;
+  bridge_test_t bt = {0};
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  ASSERT(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", err,
+                           sizeof(err)) == RD_KAFKA_CONF_OK);
+  rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+  rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  ASSERT(rk != NULL);
+  rd_kafka_queue_t *rkq = rd_kafka_queue_get_main(rk);
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  bt.kb = kwp_kbridge_new(&loop, rkq, bt_event, &bt, err, sizeof(err));
+  ASSERT(bt.kb != NULL);
+  uv_timer_init(&loop, &bt.deadline);
+  bt.deadline.data = &bt;
+  uv_timer_start(&bt.deadline, bt_deadline, 20000, 0);
+  for (int i = 0; i < N_MSGS; i++) {
+    char payload[32];
+    int n = snprintf(payload, sizeof(payload), "msg-%d", i);
+    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("bridge-test"),
+                                RD_KAFKA_V_VALUE(payload, (size_t)n),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_END),
+              0);
+  }
+  ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(bt.delivered, N_MSGS);
+  ASSERT_EQ(bt.failed, 0);
+  ASSERT_EQ(bt.closed, 1);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rd_kafka_queue_destroy(rkq);
+  rd_kafka_destroy(rk);
+}
+
+KWP_TEST(log_ratelimit_drops_and_counts) {
+  kwp_log_ratelimit_t rl = KWP_LOG_RATELIMIT_INIT;
+  int dropped = 0, ok = 0;
+  for (int i = 0; i < 25; i++)
+    ok += kwp_log_ratelimit_ok(&rl, 10, &dropped);
+  ASSERT(ok >= 10 && ok <= 20); /* a second boundary may open one window */
+  ASSERT(rl.dropped == 25 - ok);
+  ASSERT_EQ(kwp_log_level_parse("warning"), KWP_LOG_WARN);
+  ASSERT_EQ(kwp_log_level_parse("Debug"), KWP_LOG_DEBUG);
+  ASSERT_EQ(kwp_log_level_parse("loud"), -1);
+}
