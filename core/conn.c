@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #define READ_CHUNK 65536
-#define CLOSE_WAIT_MS 5000 /* for the peer's close frame or FIN */
+#define CLOSE_WAIT_MS 3000 /* for the peer's close frame or FIN */
 
 typedef struct wreq {
   uv_write_t req;
@@ -110,7 +110,9 @@ kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd) {
 
 static void conn_shutdown_cb(uv_shutdown_t *req, int status) {
   kwp_conn_t *conn = req->data;
-  if (status != 0 || conn->closing)
+  /* After a close handshake the peer has nothing left to send: close now.
+   * After an HTTP error, linger for its FIN so it can read our answer. */
+  if (status != 0 || conn->state == KWP_CONN_WS)
     kwp_conn__close(conn);
   kwp_conn_unref(conn);
 }
@@ -240,11 +242,11 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 /* Keep @p len unconsumed bytes at the front of conn->in. */
 static int conn_keep(kwp_conn_t *conn, const uint8_t *data, size_t len) {
-  if (data == conn->in) {
-    conn->in_len = len;
+  if (len == 0) {
+    conn->in_len = 0;
     return 0;
   }
-  if (len > conn->in_cap) {
+  if (len > conn->in_cap) { /* only when @p data is outside conn->in */
     size_t cap = len < READ_CHUNK ? READ_CHUNK : len;
     uint8_t *p = malloc(cap);
     if (!p)

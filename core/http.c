@@ -130,7 +130,12 @@ static void header_store(kwp_http_req_t *r) {
       memcpy(r->ws_key, v, r->value_len + 1);
   } else if (!strcasecmp(f, "sec-websocket-version")) {
     r->has_version = 1;
-    snprintf(r->ws_version, sizeof(r->ws_version), "%s", v);
+    /* Longer than any valid version: keep a prefix that cannot match "13". */
+    size_t n = r->value_len < sizeof(r->ws_version) - 1
+                   ? r->value_len
+                   : sizeof(r->ws_version) - 1;
+    memcpy(r->ws_version, v, n);
+    r->ws_version[n] = 0;
   }
 }
 

@@ -20,6 +20,14 @@ static const struct {
 #undef KWP_TEST_ENTRY
 };
 
+/* setjmp lives in its own frame so no local of main() can be clobbered. */
+static int run_one(void (*fn)(void)) {
+  if (setjmp(kwp_unit_jmp) != 0)
+    return 0;
+  fn();
+  return 1;
+}
+
 int main(int argc, char **argv) {
   int passed = 0, failed = 0;
   const char *filter = argc > 1 ? argv[1] : NULL;
@@ -28,8 +36,7 @@ int main(int argc, char **argv) {
     if (filter && !strstr(tests[i].name, filter))
       continue;
     kwp_unit_current = tests[i].name;
-    if (setjmp(kwp_unit_jmp) == 0) {
-      tests[i].fn();
+    if (run_one(tests[i].fn)) {
       printf("ok %s\n", tests[i].name);
       passed++;
     } else {
