@@ -118,6 +118,10 @@ typedef struct kwp_config {
     kwp_limits_t limits;
     int64_t delivery_timeout_ms;
     char *compression_type;
+    /* Ours: per-socket bounds on records awaiting Kafka's ack; reading
+     * pauses when either is reached. */
+    size_t max_inflight_messages;
+    size_t max_inflight_bytes;
     kwp_props_t kafka_client_properties;
   } producer;
 

@@ -3,6 +3,7 @@
  * message layer. Runs on the owning worker's thread only. */
 #include "core/conn_int.h"
 
+#include "core/endpoint.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -206,6 +207,10 @@ size_t kwp_conn_send_queued(const kwp_conn_t *conn) {
 
 int kwp_conn_closing(const kwp_conn_t *conn) {
   return conn->closing || conn->draining || conn->ws_close_sent;
+}
+
+struct kwp_worker *kwp_conn_worker(kwp_conn_t *conn) {
+  return conn->wk;
 }
 
 uint64_t kwp_conn_id(const kwp_conn_t *conn) {
@@ -503,10 +508,8 @@ int kwp_conn__ws_start(kwp_conn_t *conn, const kwp_ws_handler_t *h) {
   conn->h = h;
   conn->t_rx = conn->t_tx = uv_now(kwp_worker_loop(conn->wk));
   int rc = h->open ? h->open(conn, &conn->hstate) : 0;
-  if (rc < 0) {
-    conn->h = NULL; /* open failed: nothing for close() to free */
+  if (rc < 0) /* close() still runs when the connection is freed */
     kwp_conn_ws_close(conn, rc, kwp_strerror(rc));
-  }
   kwp_conn__timer_arm(conn);
   KWP_LOG(KWP_LOG_DEBUG, "ws", "#%llu %s WebSocket open (%s)",
           (unsigned long long)conn->id, conn->peer, h->name);

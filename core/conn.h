@@ -17,6 +17,7 @@ enum kwp_conn_pause {
   KWP_PAUSE_SENDQ = 1,   /* unsent bytes over server.max-buffered-send-bytes */
   KWP_PAUSE_HANDLER = 2, /* the endpoint asked (e.g. too much in flight) */
   KWP_PAUSE_ASYNC = 4,   /* an HTTP response is being prepared */
+  KWP_PAUSE_RATE = 8,    /* the client is over its messages-per-second */
 };
 
 typedef struct kwp_ws_handler {

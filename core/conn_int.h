@@ -62,6 +62,7 @@ struct kwp_conn {
   llhttp_t parser;
   kwp_http_req_t req;
   int http_err; /* why a parser callback stopped the parser */
+  char ws_accept[29];
   kwp_ws_reader_t *rd;
   const kwp_ws_handler_t *h;
   void *hstate;

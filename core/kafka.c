@@ -14,8 +14,20 @@
 
 #define DEV_BROKERS 3
 
+#define TOPIC_CACHE_MS 10000
+#define DEV_TOPIC_PARTITIONS 4
+
+typedef struct topic_entry {
+  char *name;
+  int partitions;
+} topic_entry_t;
+
 struct kwp_kafka {
   const kwp_config_t *cfg;
+  uv_mutex_t topics_lock; /* guards the topic cache below */
+  topic_entry_t *topics;  /* sorted by name */
+  size_t ntopics;
+  uint64_t topics_at; /* uv_hrtime() of the last refresh, 0 = never */
   char *bootstrap;
   rd_kafka_t *mock_rk; /* owns the dev-mode mock cluster */
   rd_kafka_mock_cluster_t *mcluster;
@@ -119,6 +131,7 @@ kwp_kafka_t *kwp_kafka_new(const kwp_config_t *cfg, char *errbuf,
     return NULL;
   }
   kafka->cfg = cfg;
+  uv_mutex_init(&kafka->topics_lock);
   if (cfg->dev_mode) {
     if (kafka_start_mock(kafka, errbuf, errlen))
       goto fail;
@@ -154,6 +167,10 @@ void kwp_kafka_free(kwp_kafka_t *kafka) {
     rd_kafka_mock_cluster_destroy(kafka->mcluster);
   if (kafka->mock_rk)
     rd_kafka_destroy(kafka->mock_rk);
+  for (size_t i = 0; i < kafka->ntopics; i++)
+    free(kafka->topics[i].name);
+  free(kafka->topics);
+  uv_mutex_destroy(&kafka->topics_lock);
   free(kafka->bootstrap);
   free(kafka);
 }
@@ -224,5 +241,127 @@ int kwp_kafka_cluster_info(kwp_kafka_t *kafka, uv_loop_t *loop,
   int rc = uv_queue_work(loop, &req->work, info_work, info_after);
   if (rc)
     free(req);
+  return rc;
+}
+
+/* --- topic cache --- */
+
+typedef struct topic_req {
+  uv_work_t work;
+  kwp_kafka_t *kafka;
+  kwp_kafka_topic_cb cb;
+  void *arg;
+  char *topic;
+  int result;
+} topic_req_t;
+
+static int topic_cmp(const void *a, const void *b) {
+  return strcmp(((const topic_entry_t *)a)->name,
+                ((const topic_entry_t *)b)->name);
+}
+
+/* -1 when absent or when the cache is stale. Caller holds topics_lock. */
+static int topic_cached(kwp_kafka_t *kafka, const char *topic) {
+  topic_entry_t key = {.name = (char *)topic};
+  if (!kafka->topics_at ||
+      uv_hrtime() - kafka->topics_at > (uint64_t)TOPIC_CACHE_MS * 1000000)
+    return -1;
+  topic_entry_t *e = bsearch(&key, kafka->topics, kafka->ntopics,
+                             sizeof(key), topic_cmp);
+  return e ? e->partitions : -1;
+}
+
+static void topic_cache_store(kwp_kafka_t *kafka,
+                              const struct rd_kafka_metadata *md) {
+  topic_entry_t *t = calloc((size_t)md->topic_cnt + 1, sizeof(*t));
+  size_t n = 0;
+  for (int i = 0; t && i < md->topic_cnt; i++) {
+    if (md->topics[i].err || md->topics[i].partition_cnt <= 0)
+      continue;
+    t[n].name = strdup(md->topics[i].topic);
+    t[n++].partitions = md->topics[i].partition_cnt;
+  }
+  if (!t)
+    return;
+  qsort(t, n, sizeof(*t), topic_cmp);
+  uv_mutex_lock(&kafka->topics_lock);
+  topic_entry_t *old = kafka->topics;
+  size_t nold = kafka->ntopics;
+  kafka->topics = t;
+  kafka->ntopics = n;
+  kafka->topics_at = uv_hrtime();
+  uv_mutex_unlock(&kafka->topics_lock);
+  for (size_t i = 0; i < nold; i++)
+    free(old[i].name);
+  free(old);
+}
+
+static int topic_refresh(kwp_kafka_t *kafka) {
+  const struct rd_kafka_metadata *md = NULL;
+  int timeout = (int)kafka->cfg->kafka_client.metadata_timeout_ms;
+  rd_kafka_resp_err_t err =
+      rd_kafka_metadata(kafka->admin_rk, 1, NULL, &md, timeout);
+  if (err)
+    return KWP_EKAFKA;
+  topic_cache_store(kafka, md);
+  rd_kafka_metadata_destroy(md);
+  return 0;
+}
+
+static void topic_work(uv_work_t *w) {
+  topic_req_t *req = w->data;
+  kwp_kafka_t *kafka = req->kafka;
+  if (topic_refresh(kafka) != 0) {
+    req->result = KWP_EKAFKA;
+    return;
+  }
+  uv_mutex_lock(&kafka->topics_lock);
+  req->result = topic_cached(kafka, req->topic);
+  uv_mutex_unlock(&kafka->topics_lock);
+  if (req->result < 0 && kafka->mcluster) {
+    /* Dev mode: topics are created on first use. */
+    if (rd_kafka_mock_topic_create(kafka->mcluster, req->topic,
+                                   DEV_TOPIC_PARTITIONS, 1) == 0 &&
+        topic_refresh(kafka) == 0) {
+      uv_mutex_lock(&kafka->topics_lock);
+      req->result = topic_cached(kafka, req->topic);
+      uv_mutex_unlock(&kafka->topics_lock);
+    }
+  }
+  if (req->result < 0)
+    req->result = KWP_ENOTFOUND;
+}
+
+static void topic_after(uv_work_t *w, int status) {
+  topic_req_t *req = w->data;
+  req->cb(req->arg, status ? KWP_EKAFKA : req->result);
+  free(req->topic);
+  free(req);
+}
+
+int kwp_kafka_topic_lookup(kwp_kafka_t *kafka, uv_loop_t *loop,
+                           const char *topic, kwp_kafka_topic_cb cb,
+                           void *arg) {
+  uv_mutex_lock(&kafka->topics_lock);
+  int partitions = topic_cached(kafka, topic);
+  uv_mutex_unlock(&kafka->topics_lock);
+  if (partitions > 0) {
+    cb(arg, partitions);
+    return 0;
+  }
+  topic_req_t *req = calloc(1, sizeof(*req));
+  if (!req || !(req->topic = strdup(topic))) {
+    free(req);
+    return UV_ENOMEM;
+  }
+  req->kafka = kafka;
+  req->cb = cb;
+  req->arg = arg;
+  req->work.data = req;
+  int rc = uv_queue_work(loop, &req->work, topic_work, topic_after);
+  if (rc) {
+    free(req->topic);
+    free(req);
+  }
   return rc;
 }

@@ -52,6 +52,24 @@ typedef void (*kwp_kafka_info_cb)(void *arg, int status, char *json);
 int kwp_kafka_cluster_info(kwp_kafka_t *kafka, uv_loop_t *loop,
                            kwp_kafka_info_cb cb, void *arg);
 
+/**
+ * Called with the topic's partition count (> 0), or KWP_ENOTFOUND when the
+ * topic does not exist, or KWP_EKAFKA when Kafka did not answer.
+ */
+typedef void (*kwp_kafka_topic_cb)(void *arg, int partitions);
+
+/**
+ * Look up @p topic in the cached cluster metadata (refreshed on a miss, or
+ * when older than 10 s, on libuv's thread pool; never per request when
+ * cached). In dev mode a missing topic is created (4 partitions).
+ * @p cb runs on @p loop's thread, possibly before this returns.
+ * @locality the thread running @p loop
+ * @returns 0, or a libuv error (then @p cb is not called).
+ */
+int kwp_kafka_topic_lookup(kwp_kafka_t *kafka, uv_loop_t *loop,
+                           const char *topic, kwp_kafka_topic_cb cb,
+                           void *arg);
+
 /** Destroy the context (blocks while librdkafka shuts down). @locality main */
 void kwp_kafka_free(kwp_kafka_t *kafka);
 

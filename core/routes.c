@@ -4,6 +4,7 @@
 #include "core/conn_int.h"
 
 #include "core/error.h"
+#include "core/endpoint.h"
 #include "core/kafka.h"
 #include "core/log.h"
 
@@ -16,9 +17,9 @@ typedef struct route {
   const char *path;
   /* Plain HTTP endpoint, or NULL for a WebSocket endpoint. */
   void (*http)(kwp_conn_t *conn);
-  /* WebSocket endpoint: the handler, or NULL with an error filled in. */
-  const kwp_ws_handler_t *(*ws)(kwp_conn_t *conn, int *err, char *msg,
-                                size_t msglen);
+  /* WebSocket endpoint: validates the upgrade, then answers through a
+   * kwp_upgrade_cb (see core/endpoint.h). */
+  kwp_endpoint_fn ws;
 } route_t;
 
 /* --- /healthcheck --- */
@@ -72,21 +73,20 @@ static const kwp_ws_handler_t echo_handler = {
     .message = echo_message,
 };
 
-static const kwp_ws_handler_t *route_echo(kwp_conn_t *conn, int *err,
-                                          char *msg, size_t msglen) {
-  return &echo_handler;
+static void route_echo(kwp_conn_t *conn, const char *url,
+                       kwp_upgrade_cb done) {
+  done(conn, &echo_handler, NULL, 0, NULL);
 }
 
 /* --- endpoints of later versions --- */
 
-static const kwp_ws_handler_t *route_not_built(kwp_conn_t *conn, int *err,
-                                               char *msg, size_t msglen) {
-  const char *q = strchr(conn->req.url, '?');
-  int n = q ? (int)(q - conn->req.url) : (int)conn->req.url_len;
-  *err = KWP_ENOTIMPL;
-  snprintf(msg, msglen, "%.*s is not available in this version yet", n,
-           conn->req.url);
-  return NULL;
+static void route_not_built(kwp_conn_t *conn, const char *url,
+                            kwp_upgrade_cb done) {
+  char msg[256];
+  int n = (int)strcspn(url, "?#");
+  snprintf(msg, sizeof(msg), "%.*s is not available in this version yet", n,
+           url);
+  done(conn, NULL, NULL, KWP_ENOTIMPL, msg);
 }
 
 static const route_t routes[] = {
@@ -94,7 +94,7 @@ static const route_t routes[] = {
     {"/kafka/cluster/info", route_cluster_info, NULL},
     {"/admin/kafka/info", route_cluster_info, NULL},
     {"/echo", NULL, route_echo},
-    {"/socket/in", NULL, route_not_built},
+    {"/socket/in", NULL, kwp_produce_upgrade},
     {"/socket/out", NULL, route_not_built},
 };
 
@@ -140,25 +140,40 @@ static int upgrade_check(kwp_conn_t *conn, char *accept) {
   return 0;
 }
 
-static void route_upgrade(kwp_conn_t *conn, const route_t *rt) {
-  char accept[29], msg[256], head[256];
-  int err = KWP_EINTERNAL;
-  if (upgrade_check(conn, accept) != 0)
-    return;
-  const kwp_ws_handler_t *h = rt->ws(conn, &err, msg, sizeof(msg));
-  if (!h) {
-    kwp_http__error(conn, err, msg, NULL);
-    return;
+/* The endpoint's answer: 101 and the WebSocket, or an HTTP error. */
+static void upgrade_done(kwp_conn_t *conn, const kwp_ws_handler_t *h,
+                         void *state, int err, const char *message) {
+  char head[256];
+  if (conn->closing) {
+    if (h && h->close)
+      h->close(conn, state);
+  } else if (!h) {
+    kwp_http__error(conn, err, message, NULL);
+  } else {
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n\r\n",
+                     conn->ws_accept);
+    uv_buf_t b = uv_buf_init(head, (unsigned)n);
+    conn->close_after_write = 0;
+    kwp_conn__write(conn, &b, 1);
+    conn->hstate = state;
+    kwp_conn__ws_start(conn, h);
   }
-  int n = snprintf(head, sizeof(head),
-                   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                   accept);
-  uv_buf_t b = uv_buf_init(head, (unsigned)n);
-  conn->close_after_write = 0;
-  kwp_conn__write(conn, &b, 1);
-  if (kwp_conn__ws_start(conn, h) != 0)
-    kwp_conn__close(conn);
+  if (!conn->closing) {
+    kwp_conn__timer_arm(conn);
+    kwp_conn_resume(conn, KWP_PAUSE_ASYNC);
+  }
+  kwp_conn_unref(conn);
+}
+
+static void route_upgrade(kwp_conn_t *conn, const route_t *rt) {
+  if (upgrade_check(conn, conn->ws_accept) != 0)
+    return;
+  kwp_conn_pause(conn, KWP_PAUSE_ASYNC);
+  kwp_conn_ref(conn);
+  rt->ws(conn, conn->req.url, upgrade_done);
 }
 
 void kwp_routes__dispatch(kwp_conn_t *conn, int upgrade) {

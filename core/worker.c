@@ -31,6 +31,10 @@ struct kwp_worker {
   int index;
   int stopping;
   kwp_conn_t *conns; /* owned connections, a doubly linked list */
+  struct {
+    const kwp_worker_service_t *svc;
+    void *arg;
+  } services[KWP_SVC_MAX];
   size_t nconns;
   uint8_t scratch[SCRATCH_SIZE]; /* one read at a time per loop */
 };
@@ -57,9 +61,26 @@ void kwp_worker__add(kwp_worker_t *wk, kwp_conn_t *conn) {
   wk->nconns++;
 }
 
+void *kwp_worker_service(kwp_worker_t *wk, int id) {
+  return wk->services[id].arg;
+}
+
+void kwp_worker_service_set(kwp_worker_t *wk, int id,
+                            const kwp_worker_service_t *svc, void *arg) {
+  wk->services[id].svc = svc;
+  wk->services[id].arg = arg;
+}
+
+int kwp_worker_stopping(const kwp_worker_t *wk) {
+  return wk->stopping;
+}
+
 static void worker_stop_loop(kwp_worker_t *wk) {
   uv_close((uv_handle_t *)&wk->async, NULL);
   uv_close((uv_handle_t *)&wk->grace, NULL);
+  for (int i = 0; i < KWP_SVC_MAX; i++)
+    if (wk->services[i].svc)
+      wk->services[i].svc->stop(wk->services[i].arg);
 }
 
 void kwp_worker__remove(kwp_worker_t *wk, kwp_conn_t *conn) {
@@ -156,6 +177,11 @@ void kwp_worker_shutdown(kwp_worker_t *wk) {
 
 static void worker_main(void *arg) {
   kwp_worker_t *wk = arg;
+  uv_run(&wk->loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < KWP_SVC_MAX; i++)
+    if (wk->services[i].svc)
+      wk->services[i].svc->free(wk->services[i].arg);
+  /* Services' frees may close handles of their own. */
   uv_run(&wk->loop, UV_RUN_DEFAULT);
 }
 

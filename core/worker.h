@@ -32,6 +32,25 @@ void kwp_worker_shutdown(kwp_worker_t *wk);
 /** Wait for the thread to end and free the worker. @locality main thread */
 void kwp_worker_join(kwp_worker_t *wk);
 
+/*
+ * Per-worker services (e.g. the shared Kafka producer), created lazily by a
+ * module and owned by the worker. @p stop runs on the worker thread once the
+ * worker's connections are gone during shutdown; the service must then let
+ * its handles close (the loop ends when nothing is active). @p free runs on
+ * the worker thread after its loop has ended.
+ */
+enum kwp_worker_service_id { KWP_SVC_PRODUCER, KWP_SVC_MAX };
+typedef struct kwp_worker_service {
+  void (*stop)(void *arg);
+  void (*free)(void *arg);
+} kwp_worker_service_t;
+
+void *kwp_worker_service(kwp_worker_t *wk, int id);
+void kwp_worker_service_set(kwp_worker_t *wk, int id,
+                            const kwp_worker_service_t *svc, void *arg);
+/** 1 once shutdown has started on this worker. */
+int kwp_worker_stopping(const kwp_worker_t *wk);
+
 /* Accessors for code running on the worker's own thread. */
 uv_loop_t *kwp_worker_loop(kwp_worker_t *wk);
 kwp_ctx_t *kwp_worker_ctx(kwp_worker_t *wk);

@@ -1,0 +1,279 @@
+/* Format types: names, JSON value -> Kafka bytes (Kafka's big-endian
+ * primitive serializers), Kafka bytes -> JSON value, and strict base64.
+ * Pure functions, any thread. */
+#include "codec/format.h"
+
+#include "core/error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct {
+  const char *name;
+  kwp_fmt_t fmt;
+} fmt_names[] = {
+    {"json", KWP_FMT_JSON},     {"string", KWP_FMT_STRING},
+    {"bytearray", KWP_FMT_BYTEARRAY}, {"byte_array", KWP_FMT_BYTEARRAY},
+    {"int", KWP_FMT_INT},       {"short", KWP_FMT_SHORT},
+    {"long", KWP_FMT_LONG},     {"double", KWP_FMT_DOUBLE},
+    {"float", KWP_FMT_FLOAT},   {"avro", KWP_FMT_AVRO},
+};
+
+int kwp_fmt_parse(const char *name, size_t len, kwp_fmt_t *out) {
+  for (size_t i = 0; i < sizeof(fmt_names) / sizeof(fmt_names[0]); i++) {
+    if (strlen(fmt_names[i].name) == len &&
+        !strncasecmp(fmt_names[i].name, name, len)) {
+      *out = fmt_names[i].fmt;
+      return 0;
+    }
+  }
+  return KWP_EBADREQ;
+}
+
+const char *kwp_fmt_name(kwp_fmt_t fmt) {
+  for (size_t i = 0; i < sizeof(fmt_names) / sizeof(fmt_names[0]); i++)
+    if (fmt_names[i].fmt == fmt)
+      return fmt_names[i].name;
+  return "";
+}
+
+void kwp_bytes_clear(kwp_bytes_t *b) {
+  free(b->owned);
+  memset(b, 0, sizeof(*b));
+}
+
+/* --- base64 --- */
+
+static const char b64_chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64_val(unsigned char c) {
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+long kwp_base64_decode(const char *in, size_t len, uint8_t *out) {
+  size_t o = 0;
+  if (len % 4)
+    return -1;
+  for (size_t i = 0; i < len; i += 4) {
+    int v[4], pad = 0;
+    for (int j = 0; j < 4; j++) {
+      unsigned char c = (unsigned char)in[i + j];
+      /* '=' only as the last one or two characters of the input */
+      if (c == '=' && i + 4 == len && j >= 2 && (j == 3 || in[i + 3] == '=')) {
+        v[j] = 0;
+        pad++;
+      } else if ((v[j] = b64_val(c)) < 0) {
+        return -1;
+      }
+    }
+    uint32_t n = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
+                 (uint32_t)v[2] << 6 | (uint32_t)v[3];
+    out[o++] = (uint8_t)(n >> 16);
+    if (pad < 2)
+      out[o++] = (uint8_t)(n >> 8);
+    if (pad < 1)
+      out[o++] = (uint8_t)n;
+  }
+  return (long)o;
+}
+
+size_t kwp_base64_encode(const uint8_t *in, size_t len, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < len; i += 3) {
+    uint32_t n = (uint32_t)in[i] << 16;
+    if (i + 1 < len)
+      n |= (uint32_t)in[i + 1] << 8;
+    if (i + 2 < len)
+      n |= in[i + 2];
+    out[o++] = b64_chars[n >> 18 & 63];
+    out[o++] = b64_chars[n >> 12 & 63];
+    out[o++] = i + 1 < len ? b64_chars[n >> 6 & 63] : '=';
+    out[o++] = i + 2 < len ? b64_chars[n & 63] : '=';
+  }
+  out[o] = 0;
+  return o;
+}
+
+/* --- encode --- */
+
+static void put_be(uint8_t *p, uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++)
+    v = v << 8 | p[i];
+  return v;
+}
+
+static int encode_integer(json_t *v, int width, kwp_bytes_t *out,
+                          const char **why) {
+  static const json_int_t lim[] = {0, 0, INT16_MAX, 0, INT32_MAX};
+  if (!json_is_integer(v)) {
+    *why = "expected an integer number";
+    return KWP_EBADREQ;
+  }
+  json_int_t n = json_integer_value(v);
+  if (width < 8 && (n > lim[width] || n < -lim[width] - 1)) {
+    *why = width == 2 ? "number out of range for short"
+                      : "number out of range for int";
+    return KWP_EBADREQ;
+  }
+  put_be(out->inline_buf, (uint64_t)n, width);
+  out->ptr = out->inline_buf;
+  out->len = (size_t)width;
+  return 0;
+}
+
+static int encode_real(json_t *v, int width, kwp_bytes_t *out,
+                       const char **why) {
+  if (!json_is_number(v)) {
+    *why = "expected a number";
+    return KWP_EBADREQ;
+  }
+  double d = json_number_value(v);
+  if (width == 4) {
+    float f = (float)d;
+    uint32_t u;
+    if (isfinite(d) && !isfinite(f)) {
+      *why = "number out of range for float";
+      return KWP_EBADREQ;
+    }
+    memcpy(&u, &f, 4);
+    put_be(out->inline_buf, u, 4);
+  } else {
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    put_be(out->inline_buf, u, 8);
+  }
+  out->ptr = out->inline_buf;
+  out->len = (size_t)width;
+  return 0;
+}
+
+static int encode_base64(json_t *v, kwp_bytes_t *out, const char **why) {
+  if (!json_is_string(v)) {
+    *why = "expected a base64 string";
+    return KWP_EBADREQ;
+  }
+  const char *s = json_string_value(v);
+  size_t len = json_string_length(v);
+  out->owned = malloc(len / 4 * 3 + 1);
+  if (!out->owned) {
+    *why = "out of memory";
+    return KWP_ENOMEM;
+  }
+  long n = kwp_base64_decode(s, len, out->owned);
+  if (n < 0) {
+    kwp_bytes_clear(out);
+    *why = "invalid base64";
+    return KWP_EBADREQ;
+  }
+  out->ptr = out->owned;
+  out->len = (size_t)n;
+  return 0;
+}
+
+int kwp_fmt_encode(kwp_fmt_t fmt, json_t *v, kwp_bytes_t *out,
+                   const char **why) {
+  memset(out, 0, sizeof(*out));
+  switch (fmt) {
+  case KWP_FMT_JSON: {
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s) {
+      *why = "cannot serialize JSON";
+      return KWP_EBADREQ;
+    }
+    out->ptr = out->owned = (uint8_t *)s;
+    out->len = strlen(s);
+    return 0;
+  }
+  case KWP_FMT_STRING:
+    if (!json_is_string(v)) {
+      *why = "expected a string";
+      return KWP_EBADREQ;
+    }
+    out->ptr = (const uint8_t *)json_string_value(v);
+    out->len = json_string_length(v);
+    return 0;
+  case KWP_FMT_BYTEARRAY:
+  case KWP_FMT_AVRO:
+    return encode_base64(v, out, why);
+  case KWP_FMT_SHORT:
+    return encode_integer(v, 2, out, why);
+  case KWP_FMT_INT:
+    return encode_integer(v, 4, out, why);
+  case KWP_FMT_LONG:
+    return encode_integer(v, 8, out, why);
+  case KWP_FMT_FLOAT:
+    return encode_real(v, 4, out, why);
+  case KWP_FMT_DOUBLE:
+    return encode_real(v, 8, out, why);
+  default:
+    *why = "no format type";
+    return KWP_EBADREQ;
+  }
+}
+
+/* --- decode --- */
+
+static json_t *decode_base64(const uint8_t *p, size_t len) {
+  char *s = malloc((len + 2) / 3 * 4 + 1);
+  if (!s)
+    return NULL;
+  size_t n = kwp_base64_encode(p, len, s);
+  json_t *v = json_stringn_nocheck(s, n);
+  free(s);
+  return v;
+}
+
+static json_t *decode_real(const uint8_t *p, size_t len, int width) {
+  if (len != (size_t)width)
+    return NULL;
+  uint64_t u = get_be(p, width);
+  double d;
+  if (width == 4) {
+    uint32_t u32 = (uint32_t)u;
+    float f;
+    memcpy(&f, &u32, 4);
+    d = f;
+  } else {
+    memcpy(&d, &u, 8);
+  }
+  return isfinite(d) ? json_real(d) : NULL; /* JSON has no NaN/Inf */
+}
+
+json_t *kwp_fmt_decode(kwp_fmt_t fmt, const uint8_t *p, size_t len) {
+  switch (fmt) {
+  case KWP_FMT_JSON:
+    return json_loadb((const char *)p, len, JSON_DECODE_ANY, NULL);
+  case KWP_FMT_STRING:
+    return json_stringn((const char *)p, len); /* NULL unless valid UTF-8 */
+  case KWP_FMT_BYTEARRAY:
+  case KWP_FMT_AVRO:
+    return decode_base64(p, len);
+  case KWP_FMT_SHORT:
+    return len == 2 ? json_integer((int16_t)get_be(p, 2)) : NULL;
+  case KWP_FMT_INT:
+    return len == 4 ? json_integer((int32_t)get_be(p, 4)) : NULL;
+  case KWP_FMT_LONG:
+    return len == 8 ? json_integer((json_int_t)get_be(p, 8)) : NULL;
+  case KWP_FMT_FLOAT:
+    return decode_real(p, len, 4);
+  case KWP_FMT_DOUBLE:
+    return decode_real(p, len, 8);
+  default:
+    return NULL;
+  }
+}

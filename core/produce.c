@@ -1,0 +1,416 @@
+/* GET /socket/in: the JSON producer endpoint. Validates the upgrade, then
+ * turns each text message into a Kafka record on the worker's shared
+ * producer and answers with exactly one result frame per message, in input
+ * order, after Kafka acknowledged it. In-flight records are bounded per
+ * socket (reading pauses when full). Worker thread only. */
+#include "codec/produce.h"
+#include "codec/ws.h"
+#include "core/endpoint.h"
+#include "core/error.h"
+#include "core/kafka.h"
+#include "core/kproducer.h"
+#include "core/log.h"
+#include "core/query.h"
+#include "core/ratelimit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PARAM_MAX 256
+
+typedef struct produce_sess produce_sess_t;
+
+typedef struct produce_slot {
+  kwp_delivery_t dv; /* first: the delivery report finds the slot */
+  produce_sess_t *sess;
+  json_t *id;   /* the client's messageId, until the result is built */
+  char *result; /* the result frame, once known */
+  size_t bytes;
+  int done;
+} produce_slot_t;
+
+struct produce_sess {
+  kwp_conn_t *conn;      /* NULL once the socket is gone */
+  kwp_upgrade_cb done;   /* pending upgrade, until answered */
+  int refs;              /* socket + records in flight + open timer; plain
+                            int: only the owning worker touches it */
+  kwp_worker_t *wk;
+  kwp_kproducer_t *kp;
+  char client_id[PARAM_MAX], topic[PARAM_MAX], instance_id[PARAM_MAX];
+  kwp_fmt_t key_fmt, val_fmt;
+  produce_slot_t *ring;
+  size_t cap, head, count, bytes, max_bytes;
+  kwp_rate_t *rate;
+  uv_timer_t rate_timer;
+};
+
+static void sess_unref(produce_sess_t *s) {
+  if (--s->refs > 0)
+    return;
+  for (size_t i = 0; i < s->count; i++) {
+    free(s->ring[(s->head + i) % s->cap].result);
+    json_decref(s->ring[(s->head + i) % s->cap].id);
+  }
+  if (s->rate)
+    kwp_rate_release(s->rate);
+  free(s->ring);
+  free(s);
+}
+
+/* --- results, in input order --- */
+
+static void sess_flush(produce_sess_t *s) {
+  while (s->count && s->ring[s->head].done) {
+    produce_slot_t *slot = &s->ring[s->head];
+    if (s->conn && slot->result)
+      kwp_conn_ws_send(s->conn, KWP_WS_TEXT, slot->result,
+                       strlen(slot->result));
+    free(slot->result);
+    slot->result = NULL;
+    s->bytes -= slot->bytes;
+    s->head = (s->head + 1) % s->cap;
+    s->count--;
+  }
+  if (s->conn && s->count <= s->cap / 2 && s->bytes <= s->max_bytes / 2)
+    kwp_conn_resume(s->conn, KWP_PAUSE_HANDLER);
+}
+
+static const char *kafka_err_code(rd_kafka_resp_err_t err) {
+  switch (err) {
+  case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    return "delivery_timeout";
+  case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    return "message_too_large";
+  case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+  case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+  case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    return "topic_not_found";
+  case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+  case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+    return "not_delivered";
+  case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+    return "busy";
+  default:
+    return "kafka_error";
+  }
+}
+
+static void slot_delivered(kwp_delivery_t *dv, const rd_kafka_message_t *rkm) {
+  produce_slot_t *slot = (produce_slot_t *)dv;
+  produce_sess_t *s = slot->sess;
+  if (rkm->err)
+    slot->result = kwp_produce_result_err(slot->id, kafka_err_code(rkm->err),
+                                          rd_kafka_err2str(rkm->err));
+  else
+    slot->result = kwp_produce_result_ok(
+        s->topic, rkm->partition, rkm->offset,
+        rd_kafka_message_timestamp(rkm, NULL), slot->id);
+  json_decref(slot->id);
+  slot->id = NULL;
+  slot->done = 1;
+  sess_flush(s);
+  sess_unref(s);
+}
+
+/* --- messages --- */
+
+static produce_slot_t *sess_slot(produce_sess_t *s, size_t bytes) {
+  produce_slot_t *slot = &s->ring[(s->head + s->count) % s->cap];
+  memset(slot, 0, sizeof(*slot));
+  slot->sess = s;
+  slot->bytes = bytes;
+  slot->dv.done = slot_delivered;
+  s->count++;
+  s->bytes += bytes;
+  return slot;
+}
+
+static void slot_fail(produce_sess_t *s, produce_slot_t *slot, json_t *id,
+                      const char *code, const char *message) {
+  slot->result = kwp_produce_result_err(id, code, message);
+  slot->done = 1;
+  KWP_LOG_RL(KWP_LOG_DEBUG, "ws", "#%llu %s: %s: %s",
+             (unsigned long long)kwp_conn_id(s->conn), kwp_conn_peer(s->conn),
+             code, message);
+}
+
+static rd_kafka_headers_t *msg_headers(const kwp_produce_msg_t *m) {
+  if (!m->nheaders)
+    return NULL;
+  rd_kafka_headers_t *h = rd_kafka_headers_new(m->nheaders);
+  for (size_t i = 0; i < m->nheaders; i++)
+    rd_kafka_header_add(h, m->headers[i].key, -1, m->headers[i].value,
+                        (ssize_t)m->headers[i].value_len);
+  return h;
+}
+
+static void msg_send(produce_sess_t *s, produce_slot_t *slot,
+                     kwp_produce_msg_t *m) {
+  rd_kafka_headers_t *h = msg_headers(m);
+  slot->id = m->message_id ? json_incref(m->message_id) : NULL;
+  int err = kwp_kproducer_send(
+      s->kp, s->topic, m->has_key ? m->key.ptr : NULL,
+      m->has_key ? m->key.len : 0, m->value.ptr, m->value.len, h, &slot->dv);
+  if (err) {
+    if (h)
+      rd_kafka_headers_destroy(h);
+    json_decref(slot->id);
+    slot->id = NULL;
+    slot_fail(s, slot, m->message_id, kafka_err_code(err),
+              rd_kafka_err2str(err));
+    return;
+  }
+  s->refs++;
+}
+
+static void rate_resume(uv_timer_t *t) {
+  produce_sess_t *s = t->data;
+  if (s->conn)
+    kwp_conn_resume(s->conn, KWP_PAUSE_RATE);
+}
+
+static int produce_message(kwp_conn_t *conn, void *state, int opcode,
+                           const uint8_t *data, size_t len) {
+  produce_sess_t *s = state;
+  kwp_produce_msg_t m;
+  const char *code;
+  char why[256];
+  produce_slot_t *slot = sess_slot(s, len);
+  if (opcode != KWP_WS_TEXT) {
+    slot_fail(s, slot, NULL, KWP_PERR_UNSUPPORTED_FRAME,
+              "binary frames are not accepted with socketPayload=json");
+  } else if (kwp_produce_msg_parse((const char *)data, len, s->key_fmt,
+                                   s->val_fmt, &m, &code, why,
+                                   sizeof(why)) != 0) {
+    slot_fail(s, slot, m.message_id, code, why);
+    kwp_produce_msg_clear(&m);
+  } else {
+    msg_send(s, slot, &m);
+    kwp_produce_msg_clear(&m);
+  }
+  if (s->rate) {
+    uint64_t wait = kwp_rate_take(s->rate, uv_now(kwp_worker_loop(s->wk)));
+    if (wait) {
+      kwp_conn_pause(conn, KWP_PAUSE_RATE);
+      uv_timer_start(&s->rate_timer, rate_resume, wait, 0);
+    }
+  }
+  if (s->count == s->cap || s->bytes > s->max_bytes)
+    kwp_conn_pause(conn, KWP_PAUSE_HANDLER);
+  sess_flush(s);
+  return 0;
+}
+
+static void rate_timer_closed(uv_handle_t *h) {
+  sess_unref(h->data);
+}
+
+static void produce_close(kwp_conn_t *conn, void *state) {
+  produce_sess_t *s = state;
+  s->conn = NULL; /* in-flight records still complete; results dropped */
+  uv_close((uv_handle_t *)&s->rate_timer, rate_timer_closed);
+  sess_unref(s);
+}
+
+static int produce_open(kwp_conn_t *conn, void **state) {
+  return 0;
+}
+
+static const kwp_ws_handler_t produce_handler = {
+    .name = "produce",
+    .open = produce_open,
+    .message = produce_message,
+    .close = produce_close,
+};
+
+/* --- upgrade validation --- */
+
+/* Fetch a parameter; 1 when present, 0 when absent, -1 on a bad value. */
+static int param(const char *url, const char *name, char *out, int *err,
+                 char *msg, size_t msglen) {
+  int n = kwp_query_get(url, name, out, PARAM_MAX);
+  if (n == KWP_EBADREQ) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen, "Request param '%s' is malformed or too long.",
+             name);
+    return -1;
+  }
+  return n >= 0;
+}
+
+static int required(const char *url, const char *name, char *out, int *err,
+                    char *msg, size_t msglen) {
+  int r = param(url, name, out, err, msg, msglen);
+  if (r == 0 || (r > 0 && !*out)) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen, "Request param '%s' is missing.", name);
+    return -1;
+  }
+  return r;
+}
+
+static int format_param(const char *url, const char *name, kwp_fmt_t *fmt,
+                        int *err, char *msg, size_t msglen) {
+  char v[PARAM_MAX];
+  int r = param(url, name, v, err, msg, msglen);
+  if (r <= 0)
+    return r;
+  if (kwp_fmt_parse(v, strlen(v), fmt) != 0) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen, "'%s' is not a valid format type", v);
+    return -1;
+  }
+  return 1;
+}
+
+static int payload_param(const char *url, int *err, char *msg, size_t msglen) {
+  char v[PARAM_MAX];
+  int r = param(url, "socketPayload", v, err, msg, msglen);
+  if (r <= 0 || !strcasecmp(v, "json"))
+    return r < 0 ? -1 : 0;
+  *err = KWP_EBADREQ;
+  if (!strcasecmp(v, "avro"))
+    snprintf(msg, msglen,
+             "socketPayload 'avro' is not available in this version yet");
+  else
+    snprintf(msg, msglen, "'%s' is not a valid socket payload", v);
+  return -1;
+}
+
+static int transactional_param(produce_sess_t *s, const char *url, int *err,
+                               char *msg, size_t msglen) {
+  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
+  char v[PARAM_MAX];
+  int r = param(url, "transactional", v, err, msg, msglen);
+  if (r < 0)
+    return -1;
+  int tx = r > 0 ? kwp_query_bool(v) : 0;
+  *err = KWP_EBADREQ;
+  if (tx < 0) {
+    snprintf(msg, msglen, "'%s' is not a valid boolean value", v);
+    return -1;
+  }
+  if (tx && !(cfg->producer.sessions_enabled &&
+              cfg->producer.exactly_once_enabled)) {
+    snprintf(msg, msglen, "Unable to provide transactional producer. Server "
+                          "is not configured to allow producer transactions.");
+    return -1;
+  }
+  if (tx && !*s->instance_id) {
+    snprintf(msg, msglen,
+             "Request param 'instanceId' is required when using "
+             "transactional.");
+    return -1;
+  }
+  if (tx) {
+    *err = KWP_ENOTIMPL;
+    snprintf(msg, msglen,
+             "transactional=true is not available in this version yet");
+    return -1;
+  }
+  if (cfg->producer.sessions_enabled && !*s->instance_id) {
+    snprintf(msg, msglen, "Request param 'instanceId' is required when "
+                          "producer sessions are enabled on the proxy server.");
+    return -1;
+  }
+  return 0;
+}
+
+static int parse_params(produce_sess_t *s, const char *url, int *err,
+                        char *msg, size_t msglen) {
+  s->val_fmt = KWP_FMT_STRING;
+  if (required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
+      required(url, "topic", s->topic, err, msg, msglen) < 0 ||
+      payload_param(url, err, msg, msglen) < 0 ||
+      format_param(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||
+      format_param(url, "valType", &s->val_fmt, err, msg, msglen) < 0 ||
+      param(url, "instanceId", s->instance_id, err, msg, msglen) < 0 ||
+      transactional_param(s, url, err, msg, msglen) < 0)
+    return -1;
+  return 0;
+}
+
+static int64_t producer_rate(const kwp_config_t *cfg, const char *client_id) {
+  const kwp_limits_t *l = &cfg->producer.limits;
+  for (size_t i = 0; i < l->client_specific_count; i++)
+    if (!strcmp(l->client_specific[i].id, client_id) &&
+        l->client_specific[i].messages_per_second >= 0)
+      return l->client_specific[i].messages_per_second;
+  return l->default_messages_per_second;
+}
+
+/* Free a session that never reached its socket. */
+static void sess_discard(produce_sess_t *s) {
+  if (s->rate)
+    kwp_rate_release(s->rate);
+  free(s->ring);
+  free(s);
+}
+
+static int sess_init(produce_sess_t *s, char *msg, size_t msglen) {
+  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
+  char errbuf[256];
+  int64_t mps = producer_rate(cfg, s->client_id);
+  s->cap = cfg->producer.max_inflight_messages;
+  s->max_bytes = cfg->producer.max_inflight_bytes;
+  s->ring = calloc(s->cap, sizeof(*s->ring));
+  if (mps > 0)
+    s->rate = kwp_rate_acquire(s->client_id, mps);
+  s->kp = kwp_kproducer_get(s->wk, errbuf, sizeof(errbuf));
+  if (!s->ring || (mps > 0 && !s->rate) || !s->kp) {
+    snprintf(msg, msglen, "Cannot start the Kafka producer: %s",
+             s->kp ? "out of memory" : errbuf);
+    return KWP_EUNAVAILABLE;
+  }
+  uv_timer_init(kwp_worker_loop(s->wk), &s->rate_timer);
+  s->rate_timer.data = s;
+  s->refs = 2; /* the socket and the timer */
+  return 0;
+}
+
+static void topic_checked(void *arg, int partitions) {
+  produce_sess_t *s = arg;
+  char msg[PARAM_MAX + 64];
+  int err = 0;
+  if (partitions == KWP_ENOTFOUND) {
+    err = KWP_EBADREQ;
+    snprintf(msg, sizeof(msg), "Topic %s does not exist", s->topic);
+  } else if (partitions < 0) {
+    err = KWP_EUNAVAILABLE;
+    snprintf(msg, sizeof(msg), "Kafka cluster is unreachable");
+  } else {
+    err = sess_init(s, msg, sizeof(msg));
+  }
+  kwp_upgrade_cb done = s->done;
+  kwp_conn_t *conn = s->conn;
+  if (err) {
+    sess_discard(s);
+    done(conn, NULL, NULL, err, msg);
+    return;
+  }
+  done(conn, &produce_handler, s, 0, NULL);
+}
+
+void kwp_produce_upgrade(kwp_conn_t *conn, const char *url,
+                         kwp_upgrade_cb done) {
+  char msg[PARAM_MAX + 128];
+  int err = KWP_ENOMEM;
+  produce_sess_t *s = calloc(1, sizeof(*s));
+  if (s)
+    s->wk = kwp_conn_worker(conn);
+  if (!s || parse_params(s, url, &err, msg, sizeof(msg)) != 0) {
+    if (!s)
+      snprintf(msg, sizeof(msg), "Internal server error");
+    free(s);
+    done(conn, NULL, NULL, err, msg);
+    return;
+  }
+  s->conn = conn;
+  s->done = done;
+  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
+  if (kwp_kafka_topic_lookup(ctx->kafka, kwp_worker_loop(s->wk), s->topic,
+                             topic_checked, s) != 0) {
+    free(s);
+    done(conn, NULL, NULL, KWP_EINTERNAL, "Internal server error");
+  }
+}
