@@ -107,6 +107,23 @@ e2e: all
 bench: setup $(BIN) $(BENCH_BIN)
 	$(PYTHON) bench/run.py
 
+# libFuzzer targets. Needs clang with its runtime (Debian: clang
+# libclang-rt-14-dev; not installed by test/setup.sh). Builds each target, then
+# runs it FUZZ_TIME seconds on its seed corpus; new inputs go to
+# build-fuzz/corpus-<name>/, crashes to build-fuzz/.
+FUZZ_CC    ?= clang
+FUZZ_TIME  ?= 30
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=undefined -I. -I$(LLHTTP_INC) $(PKG_CFLAGS)
+FUZZ_LIBS  := -lcrypto $(shell pkg-config --libs libuv 2>/dev/null) $(PKG_LIBS) -lm
+
+fuzz:
+	@mkdir -p build-fuzz/corpus-ws
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_ws test/fuzz/fuzz_ws.c \
+	  $(wildcard codec/*.c) core/error.c $(FUZZ_LIBS)
+	./build-fuzz/fuzz_ws -max_total_time=$(FUZZ_TIME) -artifact_prefix=build-fuzz/ \
+	  build-fuzz/corpus-ws test/fuzz/corpus/ws
+
 format:
 	clang-format -i $(FORMAT_SRC)
 

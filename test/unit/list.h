@@ -2,3 +2,4 @@
 #include "test/unit/list_core.h"
 #include "test/unit/list_codec.h"
 #include "test/unit/list_config.h"
+#include "test/unit/list_produce.h"

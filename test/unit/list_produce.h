@@ -1,0 +1,10 @@
+/* produce path tests */
+KWP_TEST_ENTRY(format_names)
+KWP_TEST_ENTRY(format_encode_primitives)
+KWP_TEST_ENTRY(format_encode_rejects_misfits)
+KWP_TEST_ENTRY(format_decode_rejects_bad_bytes)
+KWP_TEST_ENTRY(produce_msg_full)
+KWP_TEST_ENTRY(produce_msg_errors)
+KWP_TEST_ENTRY(produce_result_frames)
+KWP_TEST_ENTRY(query_params)
+KWP_TEST_ENTRY(ratelimit_spacing)
