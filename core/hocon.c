@@ -308,8 +308,10 @@ static void obj_set(kwp_hnode_t *obj, const char *key, kwp_hnode_t *v) {
     kwp_hocon_free(v);
     return;
   }
-  free(v->key);
-  v->key = strdup(key);
+  if (v->key != key) { /* merging passes the child's own key */
+    free(v->key);
+    v->key = strdup(key);
+  }
   if (old) {
     obj_unlink(obj, old);
     if (v->type == KWP_H_SUBST && v->optional && !v->prev_value)
@@ -469,6 +471,10 @@ static kwp_hnode_t *subst_value(kwp_hnode_t *root, kwp_hnode_t *s, int depth,
 static int resolve_subst(kwp_hnode_t *root, kwp_hnode_t *n, int depth,
                          char *err, size_t errlen) {
   err[0] = 0;
+  /* A chain of optional overrides: settle the older one first. */
+  if (n->prev_value &&
+      resolve_node(root, n->prev_value, depth + 1, err, errlen) != 0)
+    return -1;
   kwp_hnode_t *v = subst_value(root, n, depth, err, errlen);
   if (!v && err[0])
     return -1;

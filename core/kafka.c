@@ -67,8 +67,6 @@ static int conf_set_java(rd_kafka_conf_t *conf, const char *key,
       return -1;
     return 0;
   }
-  if (!strcmp(key, "ssl.endpoint.identification.algorithm") && !*val)
-    return rd_kafka_conf_set(conf, key, "none", errbuf, errlen) ? -1 : 0;
   KWP_LOG(KWP_LOG_DEBUG, "kafka", "ignoring Java-only client property %s",
           key);
   return 0;
@@ -87,10 +85,17 @@ rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
     goto fail;
   for (size_t i = 0; props && i < props->count; i++) {
     const kwp_kv_t *kv = &props->items[i];
+    const char *val = kv->value;
+    /* Java clients read "" as "not set"; librdkafka refuses it. The one
+     * meaningful empty value, no hostname verification, is "none" here. */
+    if (!*val && strcmp(kv->key, "ssl.endpoint.identification.algorithm"))
+      continue;
+    if (!*val)
+      val = "none";
     rd_kafka_conf_res_t r =
-        rd_kafka_conf_set(conf, kv->key, kv->value, errbuf, errlen);
+        rd_kafka_conf_set(conf, kv->key, val, errbuf, errlen);
     if (r == RD_KAFKA_CONF_UNKNOWN) {
-      if (conf_set_java(conf, kv->key, kv->value, errbuf, errlen))
+      if (conf_set_java(conf, kv->key, val, errbuf, errlen))
         goto fail;
     } else if (r != RD_KAFKA_CONF_OK) {
       goto fail;
@@ -106,6 +111,7 @@ static int kafka_start_mock(kwp_kafka_t *kafka, char *errbuf, size_t errlen) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
   rd_kafka_conf_set(conf, "client.id", "kwp-dev-cluster", NULL, 0);
+  rd_kafka_conf_set(conf, "log_level", "3", NULL, 0); /* it has no brokers */
   kafka->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errlen);
   if (!kafka->mock_rk)
     return -1;
