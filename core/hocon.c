@@ -169,10 +169,22 @@ static int parse_members(parser_t *ps, kwp_hnode_t *obj, char close);
 
 static kwp_hnode_t *parse_unquoted(parser_t *ps) {
   const char *st = ps->p;
+  if (strchr("=:+", *ps->p)) {
+    fail(ps, "syntax error: unexpected '%c', expected a value", *ps->p);
+    return NULL;
+  }
   while (*ps->p && *ps->p != '\n' && *ps->p != ',' && *ps->p != '}' &&
          *ps->p != ']' && *ps->p != '#' &&
-         !(*ps->p == '/' && ps->p[1] == '/'))
+         !(*ps->p == '/' && ps->p[1] == '/')) {
+    /* Characters HOCON reserves; ':' stays allowed for host:port values. */
+    if (strchr("={[\"$", *ps->p)) {
+      fail(ps, "syntax error: unexpected '%c' in an unquoted value (quote "
+               "it)",
+           *ps->p);
+      return NULL;
+    }
     ps->p++;
+  }
   const char *e = ps->p;
   while (e > st && isspace((unsigned char)e[-1]))
     e--;

@@ -74,8 +74,20 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+/* RFC 9110 token characters; llhttp lets a few others through. */
+static int is_tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   kwp_http_req_t *r = &CB_CONN(p)->req;
+  for (size_t i = 0; i < len; i++) {
+    if (!is_tchar((unsigned char)at[i])) {
+      CB_CONN(p)->http_err = KWP_EBADREQ;
+      return HPE_USER;
+    }
+  }
   size_t room = sizeof(r->field) - 1 - r->field_len;
   size_t n = len < room ? len : room;
   memcpy(r->field + r->field_len, at, n);
@@ -264,12 +276,19 @@ void kwp_http__response_done(kwp_conn_t *conn) {
 
 static size_t http_parse_error(kwp_conn_t *conn, llhttp_errno_t rc) {
   char msg[160];
-  if (rc == HPE_USER && conn->http_err == KWP_EHDRTOOBIG) {
+  /* A limit hit in one of our callbacks (llhttp reports it as that
+   * callback's error code). */
+  if (conn->http_err == KWP_EHDRTOOBIG) {
     kwp_http__error(conn, KWP_EHDRTOOBIG, "Request header fields too large",
                     NULL);
-  } else if (rc == HPE_USER && conn->http_err == KWP_EBODYTOOBIG) {
+  } else if (conn->http_err == KWP_EBODYTOOBIG) {
     kwp_http__error(conn, KWP_EBODYTOOBIG, "Request body too large", NULL);
-  } else if (rc == HPE_USER) {
+  } else if (conn->http_err == KWP_EBADREQ) {
+    kwp_http__error(conn, KWP_EBADREQ,
+                    "Malformed HTTP request: invalid character in a header "
+                    "name",
+                    NULL);
+  } else if (conn->http_err) {
     kwp_http__error(conn, KWP_EINTERNAL, "Internal server error", NULL);
   } else {
     snprintf(msg, sizeof(msg), "Malformed HTTP request: %s",

@@ -123,7 +123,8 @@ static int kafka_start_mock(kwp_kafka_t *kafka, char *errbuf, size_t errlen) {
   kafka->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(kafka->mcluster));
   KWP_LOG(KWP_LOG_WARN, "kafka",
           "DEV MODE: using an in-process Kafka-protocol cluster (%d brokers) "
-          "at %s. Nothing is durable: all data is lost when the proxy stops",
+          "at %s. Data is NOT durable: everything is lost when the proxy "
+          "stops, and each partition keeps only a few MiB",
           DEV_BROKERS, kafka->bootstrap);
   return 0;
 }
