@@ -14,11 +14,16 @@ static const struct {
   const char *name;
   kwp_fmt_t fmt;
 } fmt_names[] = {
-    {"json", KWP_FMT_JSON},     {"string", KWP_FMT_STRING},
-    {"bytearray", KWP_FMT_BYTEARRAY}, {"byte_array", KWP_FMT_BYTEARRAY},
-    {"int", KWP_FMT_INT},       {"short", KWP_FMT_SHORT},
-    {"long", KWP_FMT_LONG},     {"double", KWP_FMT_DOUBLE},
-    {"float", KWP_FMT_FLOAT},   {"avro", KWP_FMT_AVRO},
+    {"json", KWP_FMT_JSON},
+    {"string", KWP_FMT_STRING},
+    {"bytearray", KWP_FMT_BYTEARRAY},
+    {"byte_array", KWP_FMT_BYTEARRAY},
+    {"int", KWP_FMT_INT},
+    {"short", KWP_FMT_SHORT},
+    {"long", KWP_FMT_LONG},
+    {"double", KWP_FMT_DOUBLE},
+    {"float", KWP_FMT_FLOAT},
+    {"avro", KWP_FMT_AVRO},
 };
 
 int kwp_fmt_parse(const char *name, size_t len, kwp_fmt_t *out) {

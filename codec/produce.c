@@ -19,8 +19,8 @@ static int perr(const char **code, const char *c, char *why, size_t whylen,
 static int parse_kv(json_t *obj, const char *what, kwp_fmt_t fmt,
                     kwp_bytes_t *out, const char **code, char *why,
                     size_t whylen) {
-  const char *c = !strcmp(what, "key") ? KWP_PERR_INVALID_KEY
-                                       : KWP_PERR_INVALID_VALUE;
+  const char *c =
+      !strcmp(what, "key") ? KWP_PERR_INVALID_KEY : KWP_PERR_INVALID_VALUE;
   const char *reason = NULL;
   json_t *v = json_is_object(obj) ? json_object_get(obj, "value") : NULL;
   json_t *f = json_is_object(obj) ? json_object_get(obj, "format") : NULL;
@@ -28,9 +28,9 @@ static int parse_kv(json_t *obj, const char *what, kwp_fmt_t fmt,
   if (!v)
     return perr(code, c, why, whylen, "'%s' must be an object with a 'value'",
                 what);
-  if (f && (!json_is_string(f) ||
-            kwp_fmt_parse(json_string_value(f), json_string_length(f),
-                          &named) != 0))
+  if (f &&
+      (!json_is_string(f) ||
+       kwp_fmt_parse(json_string_value(f), json_string_length(f), &named) != 0))
     return perr(code, c, why, whylen, "'%s.format' is not a valid format type",
                 what);
   if (kwp_fmt_encode(fmt, v, out, &reason) != 0) {
@@ -114,11 +114,11 @@ static json_t *id_or_null(json_t *id) {
 char *kwp_produce_result_ok(const char *topic, int32_t partition,
                             int64_t offset, int64_t timestamp,
                             json_t *message_id) {
-  json_t *o = json_pack("{s:s, s:i, s:I, s:I, s:o, s:o}", "topic", topic,
-                        "partition", (int)partition, "offset",
-                        (json_int_t)offset, "timestamp", (json_int_t)timestamp,
-                        "messageId", id_or_null(message_id), "clientMessageId",
-                        id_or_null(message_id));
+  json_t *o =
+      json_pack("{s:s, s:i, s:I, s:I, s:o, s:o}", "topic", topic, "partition",
+                (int)partition, "offset", (json_int_t)offset, "timestamp",
+                (json_int_t)timestamp, "messageId", id_or_null(message_id),
+                "clientMessageId", id_or_null(message_id));
   char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(o);
   return s;
@@ -126,10 +126,10 @@ char *kwp_produce_result_ok(const char *topic, int32_t partition,
 
 char *kwp_produce_result_err(json_t *message_id, const char *code,
                              const char *message) {
-  json_t *o = json_pack("{s:o, s:o, s:s, s:s}", "messageId",
-                        id_or_null(message_id), "clientMessageId",
-                        id_or_null(message_id), "error", code, "message",
-                        message);
+  json_t *o =
+      json_pack("{s:o, s:o, s:s, s:s}", "messageId", id_or_null(message_id),
+                "clientMessageId", id_or_null(message_id), "error", code,
+                "message", message);
   char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(o);
   return s;

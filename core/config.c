@@ -47,13 +47,12 @@ static const centry_t schema[] = {
     {"server.secure-health-check-endpoint", T_BOOL,
      F(server.secure_health_check_endpoint), 0, 0, 0},
     {"server.admin.enabled", T_BOOL, F(server.admin.enabled), 0, 0, 0},
-    {"server.admin.bind-interface", T_STR, F(server.admin.bind_interface), 0,
-     0, 0},
+    {"server.admin.bind-interface", T_STR, F(server.admin.bind_interface), 0, 0,
+     0},
     {"server.admin.port", T_INT, F(server.admin.port), 1, 65535, 0},
     {"server.ssl.enabled", T_BOOL, F(server.ssl.enabled), 0, 0, 0},
     {"server.ssl.ssl-only", T_BOOL, F(server.ssl.ssl_only), 0, 0, 0},
-    {"server.ssl.bind-interface", T_STR, F(server.ssl.bind_interface), 0, 0,
-     0},
+    {"server.ssl.bind-interface", T_STR, F(server.ssl.bind_interface), 0, 0, 0},
     {"server.ssl.port", T_INT, F(server.ssl.port), 1, 65535, 0},
     {"server.ssl.keystore-location", T_STR, F(server.ssl.keystore_location), 0,
      0, 0},
@@ -70,10 +69,10 @@ static const centry_t schema[] = {
      0, 0, 0},
     {"server.openid-connect.well-known-url", T_STR,
      F(server.openid_connect.well_known_url), 0, 0, 0},
-    {"server.openid-connect.audience", T_STR,
-     F(server.openid_connect.audience), 0, 0, 0},
-    {"server.openid-connect.realm", T_STR, F(server.openid_connect.realm), 0,
-     0, 0},
+    {"server.openid-connect.audience", T_STR, F(server.openid_connect.audience),
+     0, 0, 0},
+    {"server.openid-connect.realm", T_STR, F(server.openid_connect.realm), 0, 0,
+     0},
     {"server.openid-connect.allow-detailed-logging", T_BOOL,
      F(server.openid_connect.allow_detailed_logging), 0, 0, 0},
     {"server.openid-connect.revalidation-interval", T_DUR,
@@ -101,12 +100,12 @@ static const centry_t schema[] = {
      (int64_t)1 << 31, 0},
     {"server.max-connections", T_SIZE, F(server.max_connections), 1, 10000000,
      0},
-    {"server.max-header-size", T_SIZE, F(server.max_header_size), 256,
-     1 << 20, 0},
+    {"server.max-header-size", T_SIZE, F(server.max_header_size), 256, 1 << 20,
+     0},
     {"server.max-header-count", T_SIZE, F(server.max_header_count), 1, 10000,
      0},
-    {"server.max-request-body-size", T_SIZE, F(server.max_request_body_size),
-     0, (int64_t)1 << 31, 0},
+    {"server.max-request-body-size", T_SIZE, F(server.max_request_body_size), 0,
+     (int64_t)1 << 31, 0},
     {"server.max-buffered-send-bytes", T_SIZE,
      F(server.max_buffered_send_bytes), 1024, (int64_t)1 << 31, 0},
     {"server.request-timeout", T_DUR, F(server.request_timeout_ms), 1, 0, 0},
@@ -116,8 +115,8 @@ static const centry_t schema[] = {
     {"server.ws-idle-timeout", T_DUR, F(server.ws_idle_timeout_ms), 0, 0, 0},
     {"server.shutdown-grace-period", T_DUR, F(server.shutdown_grace_period_ms),
      0, 0, 0},
-    {"server.echo-endpoint-enabled", T_BOOL, F(server.echo_endpoint_enabled),
-     0, 0, 0},
+    {"server.echo-endpoint-enabled", T_BOOL, F(server.echo_endpoint_enabled), 0,
+     0, 0},
     {"kafka-client.bootstrap-hosts", T_STR, F(kafka_client.bootstrap_hosts), 0,
      0, 0},
     {"kafka-client.broker-resolution-timeout", T_DUR,
@@ -145,8 +144,7 @@ static const centry_t schema[] = {
     {"producer.limits", T_LIMITS, F(producer.limits), 0, 0, 0},
     {"producer.delivery-timeout-ms", T_I64, F(producer.delivery_timeout_ms), 1,
      INT32_MAX, 0},
-    {"producer.compression-type", T_STR, F(producer.compression_type), 0, 0,
-     0},
+    {"producer.compression-type", T_STR, F(producer.compression_type), 0, 0, 0},
     {"producer.max-inflight-messages", T_SIZE,
      F(producer.max_inflight_messages), 1, 100000, 0},
     {"producer.max-inflight-bytes", T_SIZE, F(producer.max_inflight_bytes),
@@ -195,12 +193,14 @@ static const centry_t schema[] = {
 
 static int bad(const kwp_hnode_t *n, const char *path, const char *expected,
                char *err, size_t errlen) {
-  const char *got = n->str ? n->str : n->type == KWP_H_OBJ ? "an object"
-                                      : n->type == KWP_H_ARR ? "a list"
-                                                             : "null";
+  const char *got = n->str                 ? n->str
+                    : n->type == KWP_H_OBJ ? "an object"
+                    : n->type == KWP_H_ARR ? "a list"
+                                           : "null";
   if (n->env)
-    snprintf(err, errlen, "environment %s (" ROOT "%s): expected %s, got \"%s\"",
-             n->env, path, expected, got);
+    snprintf(err, errlen,
+             "environment %s (" ROOT "%s): expected %s, got \"%s\"", n->env,
+             path, expected, got);
   else
     snprintf(err, errlen, "%s:%d: " ROOT "%s: expected %s, got \"%s\"",
              n->src ? n->src : "?", n->line, path, expected, got);
@@ -248,20 +248,43 @@ static int parse_with_unit(const char *s, const unit_t *units, double dflt,
   return -1;
 }
 
-static const unit_t dur_units[] = {
-    {"ns", 1e-6}, {"nanosecond", 1e-6}, {"nanoseconds", 1e-6},
-    {"us", 1e-3}, {"microsecond", 1e-3}, {"microseconds", 1e-3},
-    {"ms", 1}, {"milli", 1}, {"millis", 1}, {"millisecond", 1},
-    {"milliseconds", 1}, {"s", 1e3}, {"second", 1e3}, {"seconds", 1e3},
-    {"m", 6e4}, {"minute", 6e4}, {"minutes", 6e4}, {"h", 3.6e6},
-    {"hour", 3.6e6}, {"hours", 3.6e6}, {"d", 8.64e7}, {"day", 8.64e7},
-    {"days", 8.64e7}, {NULL, 0}};
+static const unit_t dur_units[] = {{"ns", 1e-6},
+                                   {"nano", 1e-6},
+                                   {"nanos", 1e-6},
+                                   {"nanosecond", 1e-6},
+                                   {"nanoseconds", 1e-6},
+                                   {"us", 1e-3},
+                                   {"micro", 1e-3},
+                                   {"micros", 1e-3},
+                                   {"microsecond", 1e-3},
+                                   {"microseconds", 1e-3},
+                                   {"min", 6e4},
+                                   {"mins", 6e4},
+                                   {"ms", 1},
+                                   {"milli", 1},
+                                   {"millis", 1},
+                                   {"millisecond", 1},
+                                   {"milliseconds", 1},
+                                   {"s", 1e3},
+                                   {"second", 1e3},
+                                   {"seconds", 1e3},
+                                   {"m", 6e4},
+                                   {"minute", 6e4},
+                                   {"minutes", 6e4},
+                                   {"h", 3.6e6},
+                                   {"hour", 3.6e6},
+                                   {"hours", 3.6e6},
+                                   {"d", 8.64e7},
+                                   {"day", 8.64e7},
+                                   {"days", 8.64e7},
+                                   {NULL, 0}};
 
 static const unit_t size_units[] = {
-    {"B", 1}, {"b", 1}, {"byte", 1}, {"bytes", 1}, {"k", 1024}, {"K", 1024},
-    {"KiB", 1024}, {"kB", 1000}, {"KB", 1000}, {"m", 1 << 20},
-    {"M", 1 << 20}, {"MiB", 1 << 20}, {"MB", 1e6}, {"g", 1 << 30},
-    {"G", 1 << 30}, {"GiB", 1 << 30}, {"GB", 1e9}, {NULL, 0}};
+    {"B", 1},     {"b", 1},       {"byte", 1},    {"bytes", 1},
+    {"k", 1024},  {"K", 1024},    {"KiB", 1024},  {"kB", 1000},
+    {"KB", 1000}, {"m", 1 << 20}, {"M", 1 << 20}, {"MiB", 1 << 20},
+    {"MB", 1e6},  {"g", 1 << 30}, {"G", 1 << 30}, {"GiB", 1 << 30},
+    {"GB", 1e9},  {NULL, 0}};
 
 static int parse_integer(const char *s, int64_t *out) {
   char *end;
@@ -304,8 +327,7 @@ static int props_flatten(const kwp_hnode_t *obj, const char *prefix,
     } else if (k->type == KWP_H_STR) {
       props_add(p, key, k->str);
     } else if (k->type == KWP_H_ARR) {
-      return bad(k, path, "a string value for a client property", err,
-                 errlen);
+      return bad(k, path, "a string value for a client property", err, errlen);
     }
   }
   return 0;
@@ -326,8 +348,8 @@ static int limit_number(const kwp_hnode_t *e, const char *name,
   return 0;
 }
 
-static int map_limits(const kwp_hnode_t *n, const char *path,
-                      kwp_limits_t *l, char *err, size_t errlen) {
+static int map_limits(const kwp_hnode_t *n, const char *path, kwp_limits_t *l,
+                      char *err, size_t errlen) {
   int consumer = !strncmp(path, "consumer", 8);
   const char *idkey = consumer ? "group-id" : "producer-id";
   char sub[128];
@@ -365,9 +387,8 @@ static int map_limits(const kwp_hnode_t *n, const char *path,
                e->src, e->line, sub, idkey);
       return -1;
     }
-    kwp_client_limit_t *cl =
-        realloc(l->client_specific,
-                (l->client_specific_count + 1) * sizeof(*cl));
+    kwp_client_limit_t *cl = realloc(
+        l->client_specific, (l->client_specific_count + 1) * sizeof(*cl));
     if (!cl)
       return -1;
     l->client_specific = cl;
@@ -489,8 +510,9 @@ static int validate(const kwp_config_t *c, int dev_mode, char *err,
                "when openid-connect is enabled", err, errlen)))
     return -1;
   if (c->server.ssl.enabled && !c->server.ssl.keystore_location) {
-    snprintf(err, errlen, "SSL is configured but no keystore could be found ("
-                          ROOT "server.ssl.keystore-location)");
+    snprintf(err, errlen,
+             "SSL is configured but no keystore could be found (" ROOT
+             "server.ssl.keystore-location)");
     return -1;
   }
   return 0;
@@ -524,8 +546,8 @@ static int log_config(kwp_config_t *c, char *err, size_t errlen) {
   }
   return log_level_env("WS_PROXY_APP_LOG_LEVEL", KWP_LOG_INFO, &c->log.level,
                        err, errlen) ||
-                 log_level_env("WS_PROXY_KAFKA_CLIENTS_LOG_LEVEL",
-                               KWP_LOG_WARN, &c->log.kafka_level, err, errlen)
+                 log_level_env("WS_PROXY_KAFKA_CLIENTS_LOG_LEVEL", KWP_LOG_WARN,
+                               &c->log.kafka_level, err, errlen)
              ? -1
              : 0;
 }
@@ -661,7 +683,7 @@ static void print_entry(FILE *out, const kwp_config_t *c, const centry_t *e) {
     for (size_t i = 0; i < pr->count; i++) {
       fprintf(out, "  \"%s\" = ", pr->items[i].key);
       print_quoted(out, is_secret_key(pr->items[i].key) ? "********"
-                                                         : pr->items[i].value);
+                                                        : pr->items[i].value);
       fputc('\n', out);
     }
     fputs("}\n", out);
@@ -699,8 +721,7 @@ static void print_entry(FILE *out, const kwp_config_t *c, const centry_t *e) {
 void kwp_config_print(const kwp_config_t *cfg, FILE *out) {
   fputs("# kafka-ws-proxy effective configuration (secrets masked)\n", out);
   for (size_t i = 0; i < NSCHEMA; i++)
-    if (!(schema[i].type == T_INT && schema[i].off ==
-                                         F(server.ssl.port) &&
+    if (!(schema[i].type == T_INT && schema[i].off == F(server.ssl.port) &&
           cfg->server.ssl.port == 0))
       print_entry(out, cfg, &schema[i]);
 }

@@ -75,17 +75,17 @@ typedef struct kwp_config {
     int64_t broker_resolution_retries;
     int64_t broker_resolution_retry_interval_ms;
     /* Our additions (kafka-ws-proxy in C). */
-    int worker_threads;           /* 0 = number of cores */
-    size_t max_message_size;      /* WebSocket message bound -> close 1009 */
-    size_t max_connections;       /* over it -> 503 */
-    size_t max_header_size;       /* request line + headers -> 431 */
-    size_t max_header_count;      /* -> 431 */
-    size_t max_request_body_size; /* -> 413 */
+    int worker_threads;             /* 0 = number of cores */
+    size_t max_message_size;        /* WebSocket message bound -> close 1009 */
+    size_t max_connections;         /* over it -> 503 */
+    size_t max_header_size;         /* request line + headers -> 431 */
+    size_t max_header_count;        /* -> 431 */
+    size_t max_request_body_size;   /* -> 413 */
     size_t max_buffered_send_bytes; /* per socket; stop reading above it */
-    int64_t request_timeout_ms;   /* full request must arrive -> 408 */
-    int64_t idle_timeout_ms;      /* idle keep-alive HTTP connection */
+    int64_t request_timeout_ms;     /* full request must arrive -> 408 */
+    int64_t idle_timeout_ms;        /* idle keep-alive HTTP connection */
     int64_t ws_keep_alive_interval_ms; /* server ping after this much quiet */
-    int64_t ws_idle_timeout_ms;   /* nothing received for this long -> 1001 */
+    int64_t ws_idle_timeout_ms; /* nothing received for this long -> 1001 */
     int64_t shutdown_grace_period_ms;
     int echo_endpoint_enabled;
   } server;

@@ -91,8 +91,7 @@ kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd) {
   conn->ctx = kwp_worker_ctx(wk);
   conn->cfg = conn->ctx->cfg;
   conn->id = atomic_fetch_add(&conn->ctx->next_conn_id, 1);
-  conn->t_activity = conn->t_rx = conn->t_tx = conn->t_req_start =
-      uv_now(loop);
+  conn->t_activity = conn->t_rx = conn->t_tx = conn->t_req_start = uv_now(loop);
   uv_tcp_nodelay(&conn->tcp, 1);
   conn_set_peer(conn);
   kwp_worker__add(wk, conn);
@@ -119,7 +118,8 @@ static void conn_shutdown_cb(uv_shutdown_t *req, int status) {
 }
 
 /* Shut the write side once everything queued is written, then read until the
- * peer's FIN (or the timer), so the peer sees our last bytes rather than RST. */
+ * peer's FIN (or the timer), so the peer sees our last bytes rather than RST.
+ */
 static void conn_maybe_finish(kwp_conn_t *conn) {
   if (!conn->close_after_write || conn->draining || conn->closing ||
       conn->send_queued)
@@ -421,10 +421,9 @@ int kwp_conn_ws_send(kwp_conn_t *conn, int opcode, const void *data,
   uint8_t hdr[10];
   if (conn->closing || conn->draining || conn->ws_close_sent)
     return UV_ECANCELED;
-  uv_buf_t bufs[2] = {
-      uv_buf_init((char *)hdr, (unsigned)kwp_ws_header_encode(hdr, opcode, 1,
-                                                              len)),
-      uv_buf_init((char *)data, (unsigned)len)};
+  uv_buf_t bufs[2] = {uv_buf_init((char *)hdr, (unsigned)kwp_ws_header_encode(
+                                                   hdr, opcode, 1, len)),
+                      uv_buf_init((char *)data, (unsigned)len)};
   kwp_conn__write(conn, bufs, len ? 2 : 1);
   conn->t_tx = uv_now(kwp_worker_loop(conn->wk));
   return conn->pause & KWP_PAUSE_SENDQ ? KWP_EBACKPRESSURE : 0;

@@ -31,8 +31,8 @@ typedef struct kwp_ws_handler {
    * One whole message (text or binary). @p data is only valid during the
    * call. Return 0, or a negative KWP_E* to close with its close code.
    */
-  int (*message)(kwp_conn_t *conn, void *state, int opcode,
-                 const uint8_t *data, size_t len);
+  int (*message)(kwp_conn_t *conn, void *state, int opcode, const uint8_t *data,
+                 size_t len);
   /** The send queue drained below half its limit (may be NULL). */
   void (*writable)(kwp_conn_t *conn, void *state);
   /** The socket is gone; free @p state (it may outlive this call if the

@@ -178,8 +178,9 @@ static kwp_hnode_t *parse_unquoted(parser_t *ps) {
          !(*ps->p == '/' && ps->p[1] == '/')) {
     /* Characters HOCON reserves; ':' stays allowed for host:port values. */
     if (strchr("={[\"$", *ps->p)) {
-      fail(ps, "syntax error: unexpected '%c' in an unquoted value (quote "
-               "it)",
+      fail(ps,
+           "syntax error: unexpected '%c' in an unquoted value (quote "
+           "it)",
            *ps->p);
       return NULL;
     }
@@ -452,8 +453,8 @@ static kwp_hnode_t *node_copy(const kwp_hnode_t *n) {
   return c;
 }
 
-static int resolve_node(kwp_hnode_t *root, kwp_hnode_t *n, int depth,
-                        char *err, size_t errlen);
+static int resolve_node(kwp_hnode_t *root, kwp_hnode_t *n, int depth, char *err,
+                        size_t errlen);
 
 /* What ${path} stands for: a copy of a config value, or an env string. */
 static kwp_hnode_t *subst_value(kwp_hnode_t *root, kwp_hnode_t *s, int depth,
@@ -474,8 +475,8 @@ static kwp_hnode_t *subst_value(kwp_hnode_t *root, kwp_hnode_t *s, int depth,
     return v;
   }
   if (!s->optional)
-    snprintf(err, errlen, "%s:%d: substitution ${%s} is not defined",
-             s->src, s->line, s->str);
+    snprintf(err, errlen, "%s:%d: substitution ${%s} is not defined", s->src,
+             s->line, s->str);
   return NULL;
 }
 
@@ -508,7 +509,8 @@ static int resolve_subst(kwp_hnode_t *root, kwp_hnode_t *n, int depth,
     n->overlay->kids = NULL;
   }
   /* Keep the key and siblings; take the value's content. */
-  int from_env = v->src && !strcmp(v->src, "environment");
+  /* A fresh environment value has no name yet: it is this node's path. */
+  int from_env = v->src && !strcmp(v->src, "environment") && !v->env;
   kwp_hocon_free(n->overlay);
   kwp_hocon_free(n->prev_value);
   if (from_env) {
@@ -517,6 +519,7 @@ static int resolve_subst(kwp_hnode_t *root, kwp_hnode_t *n, int depth,
     n->line = 0;
   } else {
     free(n->str);
+    n->env = v->env; /* an older override's variable, if any */
     if (v->src) {
       n->src = v->src;
       n->line = v->line;
@@ -532,14 +535,13 @@ static int resolve_subst(kwp_hnode_t *root, kwp_hnode_t *n, int depth,
   return 0;
 }
 
-static int resolve_node(kwp_hnode_t *root, kwp_hnode_t *n, int depth,
-                        char *err, size_t errlen) {
+static int resolve_node(kwp_hnode_t *root, kwp_hnode_t *n, int depth, char *err,
+                        size_t errlen) {
   if (depth > 32) {
     snprintf(err, errlen, "%s:%d: substitution cycle", n->src, n->line);
     return -1;
   }
-  if (n->type == KWP_H_SUBST &&
-      resolve_subst(root, n, depth, err, errlen) != 0)
+  if (n->type == KWP_H_SUBST && resolve_subst(root, n, depth, err, errlen) != 0)
     return -1;
   /* An overlay may have brought substitutions of its own. */
   for (kwp_hnode_t *k = n->kids; k; k = k->next)

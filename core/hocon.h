@@ -11,15 +11,21 @@
 
 #include <stddef.h>
 
-typedef enum { KWP_H_OBJ, KWP_H_ARR, KWP_H_STR, KWP_H_NULL, KWP_H_SUBST } kwp_htype_t;
+typedef enum {
+  KWP_H_OBJ,
+  KWP_H_ARR,
+  KWP_H_STR,
+  KWP_H_NULL,
+  KWP_H_SUBST
+} kwp_htype_t;
 
 typedef struct kwp_hnode kwp_hnode_t;
 struct kwp_hnode {
   kwp_htype_t type;
-  char *key;      /* member name in an object */
-  char *str;      /* STR: the text; SUBST: the path */
-  int optional;   /* SUBST: ${?...} */
-  int line;       /* where it was defined */
+  char *key;       /* member name in an object */
+  char *str;       /* STR: the text; SUBST: the path */
+  int optional;    /* SUBST: ${?...} */
+  int line;        /* where it was defined */
   const char *src; /* file name, "built-in defaults" or "environment" */
   char *env;       /* the variable's name when the value came from one */
   kwp_hnode_t *kids, *next; /* OBJ members / ARR items; siblings */

@@ -14,18 +14,30 @@
 
 static const char *status_text(int status) {
   switch (status) {
-  case 101: return "Switching Protocols";
-  case 200: return "OK";
-  case 400: return "Bad Request";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 413: return "Payload Too Large";
-  case 426: return "Upgrade Required";
-  case 431: return "Request Header Fields Too Large";
-  case 501: return "Not Implemented";
-  case 503: return "Service Unavailable";
-  default: return "Internal Server Error";
+  case 101:
+    return "Switching Protocols";
+  case 200:
+    return "OK";
+  case 400:
+    return "Bad Request";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 413:
+    return "Payload Too Large";
+  case 426:
+    return "Upgrade Required";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 501:
+    return "Not Implemented";
+  case 503:
+    return "Service Unavailable";
+  default:
+    return "Internal Server Error";
   }
 }
 
@@ -302,8 +314,8 @@ size_t kwp_http__process(kwp_conn_t *conn, uint8_t *data, size_t len) {
   llhttp_errno_t rc = llhttp_execute(&conn->parser, (const char *)data, len);
   size_t used = len;
   if (rc == HPE_PAUSED || rc == HPE_PAUSED_UPGRADE) {
-    used = (size_t)((const uint8_t *)llhttp_get_error_pos(&conn->parser) -
-                    data);
+    used =
+        (size_t)((const uint8_t *)llhttp_get_error_pos(&conn->parser) - data);
     if (rc == HPE_PAUSED)
       llhttp_resume(&conn->parser);
     kwp_conn__timer_arm(conn);

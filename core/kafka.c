@@ -67,8 +67,7 @@ static int conf_set_java(rd_kafka_conf_t *conf, const char *key,
       return -1;
     return 0;
   }
-  KWP_LOG(KWP_LOG_DEBUG, "kafka", "ignoring Java-only client property %s",
-          key);
+  KWP_LOG(KWP_LOG_DEBUG, "kafka", "ignoring Java-only client property %s", key);
   return 0;
 }
 
@@ -77,7 +76,8 @@ rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
                                     size_t errlen) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char lv[4];
-  snprintf(lv, sizeof(lv), "%d", kafka_level_to_syslog(kafka->cfg->log.kafka_level));
+  snprintf(lv, sizeof(lv), "%d",
+           kafka_level_to_syslog(kafka->cfg->log.kafka_level));
   rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
   if (rd_kafka_conf_set(conf, "log_level", lv, errbuf, errlen) ||
       rd_kafka_conf_set(conf, "bootstrap.servers", kafka->bootstrap, errbuf,
@@ -273,8 +273,8 @@ static int topic_cached(kwp_kafka_t *kafka, const char *topic) {
   if (!kafka->topics_at ||
       uv_hrtime() - kafka->topics_at > (uint64_t)TOPIC_CACHE_MS * 1000000)
     return -1;
-  topic_entry_t *e = bsearch(&key, kafka->topics, kafka->ntopics,
-                             sizeof(key), topic_cmp);
+  topic_entry_t *e =
+      bsearch(&key, kafka->topics, kafka->ntopics, sizeof(key), topic_cmp);
   return e ? e->partitions : -1;
 }
 

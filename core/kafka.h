@@ -67,8 +67,7 @@ typedef void (*kwp_kafka_topic_cb)(void *arg, int partitions);
  * @returns 0, or a libuv error (then @p cb is not called).
  */
 int kwp_kafka_topic_lookup(kwp_kafka_t *kafka, uv_loop_t *loop,
-                           const char *topic, kwp_kafka_topic_cb cb,
-                           void *arg);
+                           const char *topic, kwp_kafka_topic_cb cb, void *arg);
 
 /** Destroy the context (blocks while librdkafka shuts down). @locality main */
 void kwp_kafka_free(kwp_kafka_t *kafka);

@@ -46,8 +46,7 @@ static void kp_event(rd_kafka_event_t *rkev, void *arg) {
     kp_deliver(kp, rkev);
     break;
   case RD_KAFKA_EVENT_ERROR:
-    KWP_LOG(rd_kafka_event_error_is_fatal(rkev) ? KWP_LOG_ERROR
-                                                : KWP_LOG_WARN,
+    KWP_LOG(rd_kafka_event_error_is_fatal(rkev) ? KWP_LOG_ERROR : KWP_LOG_WARN,
             "kafka", "producer: %s", rd_kafka_event_error_string(rkev));
     break;
   default:
@@ -155,15 +154,14 @@ kwp_kproducer_t *kwp_kproducer_get(kwp_worker_t *wk, char *errbuf,
   return kp;
 }
 
-int kwp_kproducer_send(kwp_kproducer_t *kp, const char *topic,
-                       const void *key, size_t key_len, const void *value,
-                       size_t value_len, rd_kafka_headers_t *hdrs,
-                       kwp_delivery_t *dv) {
+int kwp_kproducer_send(kwp_kproducer_t *kp, const char *topic, const void *key,
+                       size_t key_len, const void *value, size_t value_len,
+                       rd_kafka_headers_t *hdrs, kwp_delivery_t *dv) {
   rd_kafka_resp_err_t err = rd_kafka_producev(
       kp->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-      RD_KAFKA_V_VALUE((void *)value, value_len),
-      RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-      RD_KAFKA_V_OPAQUE(dv), RD_KAFKA_V_END);
+      RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(hdrs),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(dv),
+      RD_KAFKA_V_END);
   if (err == 0)
     kp->outstanding++;
   return (int)err;

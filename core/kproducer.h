@@ -32,9 +32,8 @@ kwp_kproducer_t *kwp_kproducer_get(kwp_worker_t *wk, char *errbuf,
  * @returns 0, or an rd_kafka_resp_err_t (e.g. RD_KAFKA_RESP_ERR__QUEUE_FULL)
  * when the record was not accepted (then done() is not called).
  */
-int kwp_kproducer_send(kwp_kproducer_t *kp, const char *topic,
-                       const void *key, size_t key_len, const void *value,
-                       size_t value_len, rd_kafka_headers_t *hdrs,
-                       kwp_delivery_t *dv);
+int kwp_kproducer_send(kwp_kproducer_t *kp, const char *topic, const void *key,
+                       size_t key_len, const void *value, size_t value_len,
+                       rd_kafka_headers_t *hdrs, kwp_delivery_t *dv);
 
 #endif

@@ -37,8 +37,7 @@ int kwp_log_level_parse(const char *s);
 /** Emit one line. @locality any thread */
 void kwp_log_write(int level, const char *subsys, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void kwp_log_vwrite(int level, const char *subsys, const char *fmt,
-                    va_list ap);
+void kwp_log_vwrite(int level, const char *subsys, const char *fmt, va_list ap);
 
 /**
  * Rate limiter for client-triggerable warnings: at most @p burst lines per
@@ -51,7 +50,8 @@ typedef struct kwp_log_ratelimit {
   int count;
   int dropped;
 } kwp_log_ratelimit_t;
-#define KWP_LOG_RATELIMIT_INIT {0, 0, 0}
+#define KWP_LOG_RATELIMIT_INIT                                                 \
+  { 0, 0, 0 }
 int kwp_log_ratelimit_ok(kwp_log_ratelimit_t *rl, int burst, int *dropped_out);
 
 /** KWP_LOG for client-triggerable events: at most 10 lines/s per call site. */

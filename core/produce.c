@@ -30,10 +30,10 @@ typedef struct produce_slot {
 } produce_slot_t;
 
 struct produce_sess {
-  kwp_conn_t *conn;      /* NULL once the socket is gone */
-  kwp_upgrade_cb done;   /* pending upgrade, until answered */
-  int refs;              /* socket + records in flight + open timer; plain
-                            int: only the owning worker touches it */
+  kwp_conn_t *conn;    /* NULL once the socket is gone */
+  kwp_upgrade_cb done; /* pending upgrade, until answered */
+  int refs;            /* socket + records in flight + open timer; plain
+                          int: only the owning worker touches it */
   kwp_worker_t *wk;
   kwp_kproducer_t *kp;
   char client_id[PARAM_MAX], topic[PARAM_MAX], instance_id[PARAM_MAX];
@@ -102,9 +102,9 @@ static void slot_delivered(kwp_delivery_t *dv, const rd_kafka_message_t *rkm) {
     slot->result = kwp_produce_result_err(slot->id, kafka_err_code(rkm->err),
                                           rd_kafka_err2str(rkm->err));
   else
-    slot->result = kwp_produce_result_ok(
-        s->topic, rkm->partition, rkm->offset,
-        rd_kafka_message_timestamp(rkm, NULL), slot->id);
+    slot->result =
+        kwp_produce_result_ok(s->topic, rkm->partition, rkm->offset,
+                              rd_kafka_message_timestamp(rkm, NULL), slot->id);
   json_decref(slot->id);
   slot->id = NULL;
   slot->done = 1;
@@ -148,9 +148,9 @@ static void msg_send(produce_sess_t *s, produce_slot_t *slot,
                      kwp_produce_msg_t *m) {
   rd_kafka_headers_t *h = msg_headers(m);
   slot->id = m->message_id ? json_incref(m->message_id) : NULL;
-  int err = kwp_kproducer_send(
-      s->kp, s->topic, m->has_key ? m->key.ptr : NULL,
-      m->has_key ? m->key.len : 0, m->value.ptr, m->value.len, h, &slot->dv);
+  int err = kwp_kproducer_send(s->kp, s->topic, m->has_key ? m->key.ptr : NULL,
+                               m->has_key ? m->key.len : 0, m->value.ptr,
+                               m->value.len, h, &slot->dv);
   if (err) {
     if (h)
       rd_kafka_headers_destroy(h);
@@ -231,8 +231,7 @@ static int param(const char *url, const char *name, char *out, int *err,
   int n = kwp_query_get(url, name, out, PARAM_MAX);
   if (n == KWP_EBADREQ) {
     *err = KWP_EBADREQ;
-    snprintf(msg, msglen, "Request param '%s' is malformed or too long.",
-             name);
+    snprintf(msg, msglen, "Request param '%s' is malformed or too long.", name);
     return -1;
   }
   return n >= 0;
@@ -290,10 +289,11 @@ static int transactional_param(produce_sess_t *s, const char *url, int *err,
     snprintf(msg, msglen, "'%s' is not a valid boolean value", v);
     return -1;
   }
-  if (tx && !(cfg->producer.sessions_enabled &&
-              cfg->producer.exactly_once_enabled)) {
-    snprintf(msg, msglen, "Unable to provide transactional producer. Server "
-                          "is not configured to allow producer transactions.");
+  if (tx &&
+      !(cfg->producer.sessions_enabled && cfg->producer.exactly_once_enabled)) {
+    snprintf(msg, msglen,
+             "Unable to provide transactional producer. Server "
+             "is not configured to allow producer transactions.");
     return -1;
   }
   if (tx && !*s->instance_id) {
@@ -309,15 +309,16 @@ static int transactional_param(produce_sess_t *s, const char *url, int *err,
     return -1;
   }
   if (cfg->producer.sessions_enabled && !*s->instance_id) {
-    snprintf(msg, msglen, "Request param 'instanceId' is required when "
-                          "producer sessions are enabled on the proxy server.");
+    snprintf(msg, msglen,
+             "Request param 'instanceId' is required when "
+             "producer sessions are enabled on the proxy server.");
     return -1;
   }
   return 0;
 }
 
-static int parse_params(produce_sess_t *s, const char *url, int *err,
-                        char *msg, size_t msglen) {
+static int parse_params(produce_sess_t *s, const char *url, int *err, char *msg,
+                        size_t msglen) {
   s->val_fmt = KWP_FMT_STRING;
   if (required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
       required(url, "topic", s->topic, err, msg, msglen) < 0 ||

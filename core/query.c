@@ -38,8 +38,7 @@ static int decode(const char *s, size_t len, char *out, size_t outlen) {
   return (int)o;
 }
 
-int kwp_query_get(const char *url, const char *name, char *out,
-                  size_t outlen) {
+int kwp_query_get(const char *url, const char *name, char *out, size_t outlen) {
   const char *q = strchr(url, '?');
   size_t nlen = strlen(name);
   if (!q)

@@ -3,8 +3,8 @@
  * WebSocket endpoint shares. Worker thread. */
 #include "core/conn_int.h"
 
-#include "core/error.h"
 #include "core/endpoint.h"
+#include "core/error.h"
 #include "core/kafka.h"
 #include "core/log.h"
 
@@ -73,8 +73,7 @@ static const kwp_ws_handler_t echo_handler = {
     .message = echo_message,
 };
 
-static void route_echo(kwp_conn_t *conn, const char *url,
-                       kwp_upgrade_cb done) {
+static void route_echo(kwp_conn_t *conn, const char *url, kwp_upgrade_cb done) {
   done(conn, &echo_handler, NULL, 0, NULL);
 }
 

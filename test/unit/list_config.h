@@ -1,1 +1,12 @@
 /* config tests */
+KWP_TEST_ENTRY(config_defaults)
+KWP_TEST_ENTRY(config_syntax_features)
+KWP_TEST_ENTRY(config_env_overrides)
+KWP_TEST_ENTRY(config_env_override_chain)
+KWP_TEST_ENTRY(config_props_inherit)
+KWP_TEST_ENTRY(config_errors_name_key_and_line)
+KWP_TEST_ENTRY(config_bootstrap_required_outside_dev_mode)
+KWP_TEST_ENTRY(config_cross_key_rules)
+KWP_TEST_ENTRY(config_log_env)
+KWP_TEST_ENTRY(config_print_round_trip)
+KWP_TEST_ENTRY(config_example_file_loads)

@@ -22,9 +22,9 @@ static void encode_ok(kwp_fmt_t fmt, const char *json, const uint8_t *want,
   /* and back */
   json_t *back = kwp_fmt_decode(fmt, b.ptr, b.len);
   ASSERT(back != NULL);
-  ASSERT(json_equal(back, v) || (json_is_number(v) && json_is_number(back) &&
-                                 fabs(json_number_value(back) -
-                                      json_number_value(v)) < 1e-6));
+  ASSERT(json_equal(back, v) ||
+         (json_is_number(v) && json_is_number(back) &&
+          fabs(json_number_value(back) - json_number_value(v)) < 1e-6));
   json_decref(back);
   kwp_bytes_clear(&b);
   json_decref(v);
@@ -79,9 +79,9 @@ KWP_TEST(format_encode_rejects_misfits) {
   encode_bad(KWP_FMT_DOUBLE, "\"x\"");
   encode_bad(KWP_FMT_FLOAT, "1e300");
   encode_bad(KWP_FMT_STRING, "12");
-  encode_bad(KWP_FMT_BYTEARRAY, "\"abc\"");   /* not a multiple of 4 */
-  encode_bad(KWP_FMT_BYTEARRAY, "\"ab=c\"");  /* padding in the middle */
-  encode_bad(KWP_FMT_BYTEARRAY, "\"a*==\"");  /* not base64 */
+  encode_bad(KWP_FMT_BYTEARRAY, "\"abc\"");  /* not a multiple of 4 */
+  encode_bad(KWP_FMT_BYTEARRAY, "\"ab=c\""); /* padding in the middle */
+  encode_bad(KWP_FMT_BYTEARRAY, "\"a*==\""); /* not base64 */
 }
 
 KWP_TEST(format_decode_rejects_bad_bytes) {
