@@ -1,0 +1,87 @@
+"""--dev: the embedded in-process Kafka-protocol cluster (README "Try it")."""
+
+import json
+import time
+import uuid
+
+import pytest
+import websocket
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+
+@pytest.fixture(scope="module")
+def dev(proxy_mod):
+    return proxy_mod(args=["--dev"], bootstrap=None,
+                     env={"WSPROXY_KAFKA_BOOTSTRAP_HOSTS": None})
+
+
+def test_dev_mode_warns_loudly(dev):
+    err = dev.stderr().lower()
+    assert "dev mode" in err, dev.stderr_tail()
+    assert "not durable" in err, dev.stderr_tail()
+
+
+def test_dev_mode_health(dev):
+    st, h, body = dev.get("/healthcheck")
+    assert st == 200 and body == b'{ "response": "I\'m healthy" }'
+
+
+def brokers(dev):
+    st, h, body = dev.get("/kafka/cluster/info", timeout=15)
+    assert st == 200, body
+    return json.loads(body)
+
+
+def test_dev_mode_three_brokers(dev):
+    bs = brokers(dev)
+    assert len(bs) == 3, bs
+    assert [b["id"] for b in bs] == sorted(b["id"] for b in bs)
+    assert len({b["id"] for b in bs}) == 3
+    for b in bs:
+        assert set(b) == {"id", "host", "port", "rack"}
+        assert isinstance(b["port"], int) and 0 < b["port"] < 65536
+    st, _, body2 = dev.get("/admin/kafka/info", timeout=15)
+    assert st == 200 and json.loads(body2) == bs
+
+
+def test_dev_mode_echo_endpoint(dev):
+    ws = websocket.create_connection(dev.ws_url("/echo"), timeout=5)
+    try:
+        ws.send("dev echo")
+        assert ws.recv() == "dev echo"
+    finally:
+        ws.close()
+
+
+def test_dev_mode_produce_consume(dev):
+    bootstrap = ",".join("%s:%d" % (b["host"], b["port"]) for b in brokers(dev))
+    topic = "dev-" + uuid.uuid4().hex[:12]
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0,
+                  "message.timeout.ms": 20000})
+    reports = []
+    p.produce(topic, key=b"k", value=b"hello dev mode",
+              on_delivery=lambda err, msg: reports.append(
+                  (err, msg.partition(), msg.offset())))
+    assert p.flush(25) == 0, "message not delivered"
+    assert len(reports) == 1 and reports[0][0] is None, reports
+    _, partition, offset = reports[0]
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "dev-test",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        c.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + 20
+        got = None
+        while got is None and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                pytest.fail("consumer error: %s" % m.error())
+            got = m
+        assert got is not None, "message not read back within 20 s"
+        assert (got.key(), got.value()) == (b"k", b"hello dev mode")
+    finally:
+        c.close()
+

@@ -1,0 +1,340 @@
+"""Produce over WebSocket, GET /socket/in (docs/api.md "Produce"), against
+the real broker: query validation, results in order after the ack, the
+records in Kafka, error results that keep the socket open."""
+
+import base64
+import json
+import struct
+import time
+import uuid
+from urllib.parse import quote
+
+import pytest
+import websocket
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import assert_json_error
+from wsraw import OP_BINARY, OP_TEXT, WsRaw, http_request_bytes, new_key
+
+
+@pytest.fixture(scope="module")
+def srv(proxy_mod, kafka):
+    return proxy_mod()
+
+
+@pytest.fixture(autouse=True)
+def _alive(request):
+    yield
+    if "srv" in request.fixturenames:
+        request.getfixturevalue("srv").assert_alive()
+
+
+@pytest.fixture(scope="module")
+def topic(kafka):
+    return new_topic(kafka, partitions=1)
+
+
+def new_topic(kafka, partitions=1):
+    name = "produce-" + uuid.uuid4().hex[:12]
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                  replication_factor=1)])[name].result(30)
+    # wait until the metadata shows it (the proxy caches metadata)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        md = admin.list_topics(topic=name, timeout=5)
+        if md.topics[name].error is None and md.topics[name].partitions:
+            break
+        time.sleep(0.1)
+    return name
+
+
+def read_records(kafka, topic, n, partition=0, start=0, timeout=20):
+    c = Consumer({"bootstrap.servers": kafka.bootstrap,
+                  "group.id": "e2e-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, partition, start)])
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise AssertionError("consumer error %s" % m.error())
+            out.append(m)
+        return out
+    finally:
+        c.close()
+
+
+def upgrade(srv, query):
+    c = WsRaw(srv.port)
+    c.send_raw(http_request_bytes("GET", "/socket/in" + query, [
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", new_key()), ("Sec-WebSocket-Version", "13")]))
+    r = c.read_response(body=None)
+    return r, c
+
+
+def open_ws(srv, topic, **params):
+    q = {"clientId": "e2e-client", "topic": topic}
+    q.update(params)
+    qs = "&".join("%s=%s" % (k, quote(str(v), safe="")) for k, v in q.items())
+    return websocket.create_connection(srv.ws_url("/socket/in?" + qs),
+                                       timeout=20)
+
+
+def result(ws):
+    op, data = ws.recv_data()
+    assert op == websocket.ABNF.OPCODE_TEXT, "result not a text frame"
+    return json.loads(data)
+
+
+# -- validation before the upgrade --------------------------------------------
+
+@pytest.mark.parametrize("query,message", [
+    ("", "Request param 'clientId' is missing."),
+    ("?topic=t", "Request param 'clientId' is missing."),
+    ("?clientId=&topic=t", "Request param 'clientId' is missing."),
+    ("?clientId=c", "Request param 'topic' is missing."),
+    ("?clientId=c&topic=t&socketPayload=xml", "'xml' is not a valid socket payload"),
+    ("?clientId=c&topic=t&socketPayload=avro",
+     "socketPayload 'avro' is not available in this version yet"),
+    ("?clientId=c&topic=t&keyType=foo", "'foo' is not a valid format type"),
+    ("?clientId=c&topic=t&valType=bar", "'bar' is not a valid format type"),
+    ("?clientId=c&topic=t&transactional=maybe", "'maybe' is not a valid boolean value"),
+    ("?clientId=c&topic=t&transactional=true",
+     "Unable to provide transactional producer. Server is not configured to "
+     "allow producer transactions."),
+    ("?clientId=%zz&topic=t", "Request param 'clientId' is malformed or too long."),
+    ("?clientId=a%00b&topic=t", "Request param 'clientId' is malformed or too long."),
+    ("?clientId=" + "c" * 256 + "&topic=t",
+     "Request param 'clientId' is malformed or too long."),
+], ids=["nothing", "no-client", "empty-client", "no-topic", "bad-payload",
+        "avro", "bad-keytype", "bad-valtype", "bad-bool", "transactional",
+        "bad-percent", "nul", "too-long"])
+def test_query_validation_400(srv, query, message):
+    r, c = upgrade(srv, query)
+    with c:
+        assert_json_error(r.status, r.headers, r.body, 400, message)
+
+
+def test_unknown_topic_400(srv):
+    t = "missing-" + uuid.uuid4().hex[:8]
+    r, c = upgrade(srv, "?clientId=c&topic=" + t)
+    with c:
+        assert_json_error(r.status, r.headers, r.body, 400,
+                          "Topic %s does not exist" % t)
+
+
+def test_format_types_case_insensitive(srv, topic):
+    r, c = upgrade(srv, "?clientId=c&topic=%s&keyType=STRING&valType=Json" % topic)
+    with c:
+        assert r.status == 101, r
+
+
+def test_kafka_unreachable_503(proxy):
+    from conftest import closed_port
+    p = proxy(bootstrap="127.0.0.1:%d" % closed_port(),
+              env={"WSPROXY_KAFKA_METADATA_TIMEOUT": "2s"})
+    r, c = upgrade(p, "?clientId=c&topic=t")
+    with c:
+        assert_json_error(r.status, r.headers, r.body, 503,
+                          prefix="Kafka cluster is unreachable")
+
+
+# -- producing -----------------------------------------------------------------
+
+def test_produce_strings_in_order(srv, kafka):
+    t = new_topic(kafka)
+    ws = open_ws(srv, t, keyType="string")
+    try:
+        n = 50
+        for i in range(n):
+            ws.send(json.dumps({
+                "headers": [{"key": "h", "value": "v%d" % i}],
+                "key": {"value": "k%d" % i},
+                "value": {"value": "value %d" % i},
+                "messageId": "id-%d" % i}))
+        results = [result(ws) for _ in range(n)]
+    finally:
+        ws.close()
+    for i, r in enumerate(results):
+        assert "error" not in r, r
+        assert r["messageId"] == "id-%d" % i and r["clientMessageId"] == "id-%d" % i
+        assert r["topic"] == t and r["partition"] == 0 and r["offset"] == i, r
+        assert isinstance(r["timestamp"], int) and r["timestamp"] > 1.5e12
+    recs = read_records(kafka, t, n)
+    assert [(m.key(), m.value()) for m in recs] == \
+        [(b"k%d" % i, b"value %d" % i) for i in range(n)]
+    assert recs[7].headers() == [("h", b"v7")]
+
+
+def test_message_id_any_json_and_null(srv, topic):
+    ws = open_ws(srv, topic)
+    try:
+        ws.send(json.dumps({"value": {"value": "a"}, "messageId": {"x": [1, 2]}}))
+        r = result(ws)
+        assert r["messageId"] == {"x": [1, 2]} and r["clientMessageId"] == {"x": [1, 2]}
+        ws.send(json.dumps({"value": {"value": "b"}}))
+        r = result(ws)
+        assert r["messageId"] is None and r["clientMessageId"] is None
+        assert "error" not in r
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("valtype,value,raw", [
+    ("json", {"a": [1, 2, {"b": None}]}, b'{"a":[1,2,{"b":null}]}'),
+    ("string", "héllo", "héllo".encode()),
+    ("int", 42, struct.pack(">i", 42)),
+    ("int", -2147483648, struct.pack(">i", -2147483648)),
+    ("short", -2, struct.pack(">h", -2)),
+    ("long", 2 ** 62, struct.pack(">q", 2 ** 62)),
+    ("double", 1.5, struct.pack(">d", 1.5)),
+    ("float", 0.25, struct.pack(">f", 0.25)),
+    ("bytearray", base64.b64encode(b"\x00\xff\x10").decode(), b"\x00\xff\x10"),
+    ("byte_array", base64.b64encode(b"raw").decode(), b"raw"),
+])
+def test_value_types_serialized(srv, kafka, valtype, value, raw):
+    t = new_topic(kafka)
+    ws = open_ws(srv, t, valType=valtype)
+    try:
+        ws.send(json.dumps({"value": {"value": value}, "messageId": 1}))
+        r = result(ws)
+        assert "error" not in r, r
+    finally:
+        ws.close()
+    recs = read_records(kafka, t, 1)
+    assert len(recs) == 1 and recs[0].value() == raw
+
+
+@pytest.mark.parametrize("frame,error", [
+    ("this is not json", "invalid_json"),
+    ("[1,2]", "invalid_message"),
+    ('{"key": {"value": "k"}}', "invalid_key"),  # key without keyType (checked before value?)
+    ('{"messageId": "m"}', "invalid_message"),
+    ('{"value": {"value": 1}, "headers": "nope"}', "invalid_headers"),
+    ('{"value": {"value": 1}, "headers": [{"key": 1, "value": "v"}]}', "invalid_headers"),
+    ('{"value": {"value": "s", "format": "nosuchformat"}}', "invalid_value"),
+])
+def test_error_results_keep_socket_open(srv, topic, frame, error):
+    ws = open_ws(srv, topic, valType="json")
+    try:
+        ws.send(frame)
+        r = result(ws)
+        assert "error" in r, r
+        if error == "invalid_key":
+            assert r["error"] in ("invalid_key", "invalid_message"), r
+        else:
+            assert r["error"] == error, r
+        assert isinstance(r.get("message"), str) and r["message"]
+        # still open and working
+        ws.send(json.dumps({"value": {"value": "after"}, "messageId": "ok"}))
+        r2 = result(ws)
+        assert r2.get("messageId") == "ok" and "error" not in r2, r2
+    finally:
+        ws.close()
+
+
+def test_value_type_mismatch(srv, topic):
+    ws = open_ws(srv, topic, valType="int", keyType="long")
+    try:
+        cases = [
+            ({"value": {"value": "abc"}, "messageId": 1}, "invalid_value"),
+            ({"value": {"value": 2 ** 40}, "messageId": 2}, "invalid_value"),
+            ({"value": {"value": 1}, "key": {"value": "x"}, "messageId": 3}, "invalid_key"),
+            ({"value": {"value": 1}, "key": {"value": 5}, "messageId": 4}, None),
+        ]
+        for msg, _ in cases:
+            ws.send(json.dumps(msg))
+        for msg, err in cases:
+            r = result(ws)
+            assert r["messageId"] == msg["messageId"], "results out of order"
+            assert r.get("error") == err, r
+    finally:
+        ws.close()
+
+
+def test_key_without_keytype_is_error(srv, topic):
+    ws = open_ws(srv, topic)
+    try:
+        ws.send(json.dumps({"key": {"value": "k"}, "value": {"value": "v"},
+                            "messageId": "m"}))
+        r = result(ws)
+        assert r["error"] == "invalid_key", r
+    finally:
+        ws.close()
+
+
+def test_binary_frame_unsupported(srv, topic):
+    ws = open_ws(srv, topic)
+    try:
+        ws.send_binary(b'{"value": {"value": "x"}}')
+        r = result(ws)
+        assert r["error"] == "unsupported_frame", r
+        ws.send(json.dumps({"value": {"value": "x"}, "messageId": 9}))
+        assert "error" not in result(ws)
+    finally:
+        ws.close()
+
+
+def test_mixed_errors_and_records_in_order(srv, kafka):
+    t = new_topic(kafka)
+    ws = open_ws(srv, t)
+    try:
+        frames = []
+        for i in range(30):
+            if i % 3 == 1:
+                frames.append("garbage %d" % i)
+            else:
+                frames.append(json.dumps({"value": {"value": "v%d" % i},
+                                          "messageId": i}))
+        for f in frames:
+            ws.send(f)
+        results = [result(ws) for _ in frames]
+    finally:
+        ws.close()
+    offset = 0
+    for i, r in enumerate(results):
+        if i % 3 == 1:
+            assert r["error"] == "invalid_json", r
+        else:
+            assert r["messageId"] == i and r["offset"] == offset, (i, r)
+            offset += 1
+    assert len(read_records(kafka, t, offset)) == offset
+
+
+def test_many_sockets_share_producer(srv, kafka):
+    t = new_topic(kafka, partitions=3)
+    wss = [open_ws(srv, t, clientId="c%d" % i) for i in range(10)]
+    try:
+        for i, ws in enumerate(wss):
+            for j in range(20):
+                ws.send(json.dumps({"value": {"value": "%d-%d" % (i, j)},
+                                    "messageId": j}))
+        for ws in wss:
+            ids = [result(ws)["messageId"] for _ in range(20)]
+            assert ids == list(range(20))
+    finally:
+        for ws in wss:
+            ws.close()
+    total = sum(len(read_records(kafka, t, 200, partition=p, timeout=5))
+                for p in range(3))
+    assert total == 200
+
+
+def test_echo_style_protocol_errors_still_apply(srv, topic):
+    """The RFC 6455 layer is the same on /socket/in: an unmasked frame is
+    a protocol error."""
+    r, c = upgrade(srv, "?clientId=c&topic=" + topic)
+    with c:
+        assert r.status == 101
+        c.send_frame(OP_TEXT, b'{"value":{"value":"x"}}', mask=False)
+        code, _ = c.expect_close(5)
+        assert code == 1002

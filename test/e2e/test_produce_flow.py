@@ -1,0 +1,266 @@
+"""/socket/in against the real broker: what the proxy acknowledged is what
+Kafka holds (bytes, headers, partition, offset), under volume, rate limits,
+a client that never reads, and a broker restart."""
+
+import json
+import socket
+import struct
+import time
+import uuid
+
+import pytest
+import websocket
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import start_broker
+
+
+def new_topic(bootstrap, partitions=3):
+    name = "flow-" + uuid.uuid4().hex[:10]
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep it alive
+    for f in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        f.result(timeout=30)
+    return name
+
+
+def read_all(bootstrap, topic, expect, timeout=30):
+    """Consume from the start of @topic until @expect records (and then a
+    little more, so duplicates would show)."""
+    c = Consumer({"bootstrap.servers": bootstrap,
+                  "group.id": "chk-" + uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            out += [m for m in c.consume(num_messages=1000, timeout=0.5)
+                    if not m.error()]
+        out += [m for m in c.consume(num_messages=1000, timeout=1.0)
+                if not m.error()]
+    finally:
+        c.close()
+    return out
+
+
+def connect(proxy, query):
+    return websocket.create_connection(proxy.ws_url("/socket/in?" + query),
+                                       timeout=30)
+
+
+def send(ws, value, fmt="string", key=None, kfmt="string", headers=None,
+         mid=None):
+    msg = {"value": {"value": value, "format": fmt}}
+    if key is not None:
+        msg["key"] = {"value": key, "format": kfmt}
+    if headers is not None:
+        msg["headers"] = headers
+    if mid is not None:
+        msg["messageId"] = mid
+    ws.send(json.dumps(msg))
+
+
+def recv(ws):
+    return json.loads(ws.recv())
+
+
+@pytest.fixture(scope="module")
+def prod(proxy_mod, kafka):
+    return proxy_mod()
+
+
+def test_round_trip_key_value_headers(prod, kafka):
+    topic = new_topic(kafka.bootstrap)
+    ws = connect(prod, "clientId=rt&topic=%s&keyType=string&valType=json" %
+                 topic)
+    send(ws, {"a": [1, 2, {"b": None}]}, fmt="json", key="k-1",
+         headers=[{"key": "h1", "value": "v1"}, {"key": "h2", "value": "é"}],
+         mid="m-1")
+    ack = recv(ws)
+    ws.close()
+    assert ack["topic"] == topic
+    assert ack["messageId"] == "m-1" and ack["clientMessageId"] == "m-1"
+    [m] = read_all(kafka.bootstrap, topic, 1)
+    assert (m.partition(), m.offset()) == (ack["partition"], ack["offset"])
+    assert m.key() == b"k-1"
+    assert m.value() == b'{"a":[1,2,{"b":null}]}'
+    assert m.headers() == [("h1", b"v1"), ("h2", "é".encode())]
+    assert m.timestamp()[1] == ack["timestamp"]
+
+
+KEY_CASES = [
+    ("string", "héllo", "héllo".encode()),
+    ("json", [1, "x", None], b'[1,"x",null]'),
+    ("int", -2147483648, struct.pack(">i", -2147483648)),
+    ("short", -32768, struct.pack(">h", -32768)),
+    ("long", 9223372036854775807, struct.pack(">q", 9223372036854775807)),
+    ("double", -1.25e300, struct.pack(">d", -1.25e300)),
+    ("float", 3.5, struct.pack(">f", 3.5)),
+    ("bytearray", "AAEC/w==", b"\x00\x01\x02\xff"),
+    ("avro", "AgQ=", b"\x02\x04"),
+]
+
+
+@pytest.mark.parametrize("fmt,value,raw", KEY_CASES,
+                         ids=[c[0] for c in KEY_CASES])
+def test_keys_of_every_format_type(prod, kafka, fmt, value, raw):
+    topic = new_topic(kafka.bootstrap, partitions=1)
+    ws = connect(prod, "clientId=fmt&topic=%s&keyType=%s&valType=%s" % (
+        topic, fmt, fmt))
+    send(ws, value, fmt=fmt, key=value, kfmt=fmt, mid=1)
+    ack = recv(ws)
+    ws.close()
+    assert "error" not in ack, ack
+    [m] = read_all(kafka.bootstrap, topic, 1)
+    assert m.key() == raw and m.value() == raw
+
+
+def test_instance_id_required_with_sessions(proxy, kafka):
+    p = proxy(env={"WSPROXY_PRODUCER_SESSIONS_ENABLED": "true"})
+    topic = new_topic(kafka.bootstrap, partitions=1)
+    with pytest.raises(websocket.WebSocketBadStatusException) as ei:
+        connect(p, "clientId=c&topic=" + topic)
+    assert ei.value.status_code == 400
+    assert json.loads(ei.value.resp_body)["message"] == (
+        "Request param 'instanceId' is required when producer sessions are "
+        "enabled on the proxy server.")
+    connect(p, "clientId=c&instanceId=i1&topic=" + topic).close()
+
+
+@pytest.mark.slow
+def test_20000_pipelined_messages_in_order(prod, kafka):
+    n = 20000
+    topic = new_topic(kafka.bootstrap, partitions=3)
+    ws = connect(prod, "clientId=bulk&topic=%s&valType=string" % topic)
+    for i in range(n):
+        ws.send('{"value":{"value":"v%d","format":"string"},"messageId":%d}'
+                % (i, i))
+    acks = [recv(ws) for _ in range(n)]
+    ws.close()
+    assert [a["messageId"] for a in acks] == list(range(n))
+    assert all("error" not in a for a in acks)
+    msgs = read_all(kafka.bootstrap, topic, n, timeout=60)
+    assert len(msgs) == n
+    got = {(m.partition(), m.offset()): m.value() for m in msgs}
+    assert got == {(a["partition"], a["offset"]): b"v%d" % a["messageId"]
+                   for a in acks}
+
+
+def test_rate_limit_spaces_messages(proxy, kafka):
+    p = proxy(env={"WSPROXY_PRODUCER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC": "10"})
+    topic = new_topic(kafka.bootstrap, partitions=1)
+    ws = connect(p, "clientId=slow&topic=" + topic)
+    t0 = time.monotonic()
+    for i in range(30):
+        send(ws, "m%d" % i, mid=i)
+    last = None
+    for i in range(30):
+        assert recv(ws)["messageId"] == i
+        last = time.monotonic() - t0
+    ws.close()
+    # One second's worth at once, then 10/s: the 30th ack comes after about
+    # 2 s, never before 1.8 s; nothing is dropped.
+    assert 1.8 <= last < 10, last
+    assert len(read_all(kafka.bootstrap, topic, 30)) == 30
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _masked_text_frame(payload):
+    n = len(payload)
+    head = bytes([0x81])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return head + b"\0\0\0\0" + payload  # zero mask: payload unchanged
+
+
+@pytest.mark.slow
+def test_client_that_never_reads_acks_has_bounded_memory(proxy, kafka):
+    p = proxy(env={"WSPROXY_MAX_BUFFERED_SEND_BYTES": "1 MiB"})
+    topic = new_topic(kafka.bootstrap, partitions=3)
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(("GET /socket/in?clientId=hog&topic=%s HTTP/1.1\r\nHost: x\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n" % topic).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert b" 101 " in head.split(b"\r\n")[0]
+    rss0 = _rss_kb(p.proc.pid)
+    frame = _masked_text_frame(json.dumps(
+        {"value": {"value": "x" * 1000, "format": "string"},
+         "messageId": "id-" + "y" * 200}).encode())
+    chunk = frame * 64
+    s.settimeout(5.0)
+    sent, peak, limit = 0, rss0, 400 * 1024 * 1024
+    try:
+        while sent < limit:
+            s.sendall(chunk)
+            sent += len(chunk)
+            if sent % (8 << 20) < len(chunk):
+                peak = max(peak, _rss_kb(p.proc.pid))
+    except socket.timeout:
+        pass  # the proxy stopped reading: backpressure reached the client
+    time.sleep(1.0)
+    peak = max(peak, _rss_kb(p.proc.pid))
+    p.assert_alive()
+    assert sent < limit, "the proxy never pushed back"
+    assert peak - rss0 < 150 * 1024, (rss0, peak, sent)
+    s.close()
+
+
+@pytest.mark.slow
+def test_broker_restart_mid_stream(proxy):
+    b = start_broker()
+    topic = new_topic(b.bootstrap, partitions=1)
+    p = proxy(bootstrap=b.bootstrap,
+              env={"WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS": "8000"})
+    ws = connect(p, "clientId=rs&topic=" + topic)
+    n = 0
+
+    def pump(count, pause=0.0):
+        nonlocal n
+        for _ in range(count):
+            send(ws, "m%d" % n, mid=n)
+            n += 1
+            if pause:
+                time.sleep(pause)
+
+    pump(200)
+    b.stop()
+    pump(50, pause=0.01)  # these wait for the broker, or time out
+    b.restart()
+    pump(200)
+    ws.settimeout(60)
+    results = {}
+    while len(results) < n:
+        r = recv(ws)
+        results[r["messageId"]] = r
+    ws.close()
+    p.assert_alive()
+    assert sorted(results) == list(range(n))
+    ok = {i for i, r in results.items() if "error" not in r}
+    assert len(ok) >= 400, "most records should survive a restart"
+    for r in results.values():
+        if "error" in r:
+            assert r["error"] and isinstance(r["message"], str), r
+    msgs = read_all(b.bootstrap, topic, len(ok), timeout=60)
+    stored = [m.value().decode() for m in msgs]
+    missing = {"m%d" % i for i in ok} - set(stored)
+    assert not missing, "acked but not in Kafka: %s" % sorted(missing)[:10]
+    assert len(stored) == len(set(stored)), "duplicates in Kafka"
+    b.cleanup()
