@@ -122,6 +122,10 @@ typedef struct kwp_config {
      * pauses when either is reached. */
     size_t max_inflight_messages;
     size_t max_inflight_bytes;
+    /* Ours: exactly-once sockets commit a transaction every this many
+     * records or this often, whichever comes first. */
+    size_t transaction_max_messages;
+    int64_t transaction_interval_ms;
     kwp_props_t kafka_client_properties;
   } producer;
 

@@ -18,6 +18,7 @@ enum kwp_conn_pause {
   KWP_PAUSE_HANDLER = 2, /* the endpoint asked (e.g. too much in flight) */
   KWP_PAUSE_ASYNC = 4,   /* an HTTP response is being prepared */
   KWP_PAUSE_RATE = 8,    /* the client is over its messages-per-second */
+  KWP_PAUSE_TXN = 16,    /* a transaction is being committed */
 };
 
 typedef struct kwp_ws_handler {

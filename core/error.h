@@ -31,6 +31,7 @@
   XX(POLICY, "policy violation")                                               \
   XX(IDLE, "idle timeout")                                                     \
   XX(SHUTDOWN, "server shutting down")                                         \
+  XX(TXN, "Kafka transaction aborted")                                         \
   XX(INTERNAL, "internal error")
 
 enum kwp_err_index_ {

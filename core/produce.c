@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/query.h"
 #include "core/ratelimit.h"
+#include "core/txproducer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ typedef struct produce_slot {
   char *result; /* the result frame, once known */
   size_t bytes;
   int done;
+  int in_txn; /* held back until its transaction commits */
 } produce_slot_t;
 
 struct produce_sess {
@@ -42,6 +44,11 @@ struct produce_sess {
   size_t cap, head, count, bytes, max_bytes;
   kwp_rate_t *rate;
   uv_timer_t rate_timer;
+  /* Exactly-once sockets only. */
+  int transactional, committing;
+  kwp_txproducer_t *tx;
+  size_t txn_count;
+  uv_timer_t txn_timer;
 };
 
 static void sess_unref(produce_sess_t *s) {
@@ -105,10 +112,12 @@ static void slot_delivered(kwp_delivery_t *dv, const rd_kafka_message_t *rkm) {
     slot->result =
         kwp_produce_result_ok(s->topic, rkm->partition, rkm->offset,
                               rd_kafka_message_timestamp(rkm, NULL), slot->id);
-  json_decref(slot->id);
-  slot->id = NULL;
-  slot->done = 1;
-  sess_flush(s);
+  if (!slot->in_txn) {
+    json_decref(slot->id);
+    slot->id = NULL;
+    slot->done = 1;
+    sess_flush(s);
+  } /* else the id is kept in case the transaction aborts */
   sess_unref(s);
 }
 
@@ -144,13 +153,76 @@ static rd_kafka_headers_t *msg_headers(const kwp_produce_msg_t *m) {
   return h;
 }
 
+/* --- exactly-once: results are sent after their transaction commits --- */
+
+static void txn_committed(void *arg, int err, const char *reason) {
+  produce_sess_t *s = arg;
+  char msg[320];
+  s->committing = 0;
+  s->txn_count = 0;
+  snprintf(msg, sizeof(msg), "transaction aborted: %s", reason);
+  for (size_t i = 0; i < s->count; i++) {
+    produce_slot_t *slot = &s->ring[(s->head + i) % s->cap];
+    if (!slot->in_txn)
+      continue;
+    slot->in_txn = 0;
+    slot->done = 1;
+    if (err) { /* nothing of this transaction is visible to consumers */
+      free(slot->result);
+      slot->result =
+          kwp_produce_result_err(slot->id, "transaction_aborted", msg);
+    }
+    json_decref(slot->id);
+    slot->id = NULL;
+  }
+  sess_flush(s);
+  if (s->conn && err) {
+    KWP_LOG_RL(KWP_LOG_WARN, "kafka", "#%llu %s: %s",
+               (unsigned long long)kwp_conn_id(s->conn), kwp_conn_peer(s->conn),
+               msg);
+    kwp_conn_ws_close(s->conn, KWP_ETXN, "transaction aborted");
+  } else if (s->conn) {
+    kwp_conn_resume(s->conn, KWP_PAUSE_TXN);
+  }
+  sess_unref(s);
+}
+
+static void txn_commit(produce_sess_t *s) {
+  uv_timer_stop(&s->txn_timer);
+  if (s->committing || !kwp_txproducer_in_txn(s->tx))
+    return;
+  if (kwp_txproducer_commit(s->tx, txn_committed, s) != 0)
+    return;
+  s->committing = 1;
+  s->refs++;
+  if (s->conn) /* the next records belong to the next transaction */
+    kwp_conn_pause(s->conn, KWP_PAUSE_TXN);
+}
+
+static void txn_timer_cb(uv_timer_t *t) {
+  txn_commit(t->data);
+}
+
+static void txn_added(produce_sess_t *s) {
+  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
+  if (++s->txn_count >= cfg->producer.transaction_max_messages)
+    txn_commit(s);
+  else if (s->txn_count == 1)
+    uv_timer_start(&s->txn_timer, txn_timer_cb,
+                   (uint64_t)cfg->producer.transaction_interval_ms, 0);
+}
+
 static void msg_send(produce_sess_t *s, produce_slot_t *slot,
                      kwp_produce_msg_t *m) {
   rd_kafka_headers_t *h = msg_headers(m);
+  const void *key = m->has_key ? m->key.ptr : NULL;
+  size_t key_len = m->has_key ? m->key.len : 0;
   slot->id = m->message_id ? json_incref(m->message_id) : NULL;
-  int err = kwp_kproducer_send(s->kp, s->topic, m->has_key ? m->key.ptr : NULL,
-                               m->has_key ? m->key.len : 0, m->value.ptr,
-                               m->value.len, h, &slot->dv);
+  int err = s->tx
+                ? kwp_txproducer_send(s->tx, s->topic, key, key_len,
+                                      m->value.ptr, m->value.len, h, &slot->dv)
+                : kwp_kproducer_send(s->kp, s->topic, key, key_len,
+                                     m->value.ptr, m->value.len, h, &slot->dv);
   if (err) {
     if (h)
       rd_kafka_headers_destroy(h);
@@ -161,6 +233,10 @@ static void msg_send(produce_sess_t *s, produce_slot_t *slot,
     return;
   }
   s->refs++;
+  if (s->tx) {
+    slot->in_txn = 1;
+    txn_added(s);
+  }
 }
 
 static void rate_resume(uv_timer_t *t) {
@@ -209,6 +285,12 @@ static void produce_close(kwp_conn_t *conn, void *state) {
   produce_sess_t *s = state;
   s->conn = NULL; /* in-flight records still complete; results dropped */
   uv_close((uv_handle_t *)&s->rate_timer, rate_timer_closed);
+  if (s->tx) {
+    /* What the client sent is committed; then the producer goes away. */
+    kwp_txproducer_close(s->tx);
+    s->tx = NULL;
+    uv_close((uv_handle_t *)&s->txn_timer, rate_timer_closed);
+  }
   sess_unref(s);
 }
 
@@ -302,12 +384,8 @@ static int transactional_param(produce_sess_t *s, const char *url, int *err,
              "transactional.");
     return -1;
   }
-  if (tx) {
-    *err = KWP_ENOTIMPL;
-    snprintf(msg, msglen,
-             "transactional=true is not available in this version yet");
-    return -1;
-  }
+  s->transactional = tx;
+
   if (cfg->producer.sessions_enabled && !*s->instance_id) {
     snprintf(msg, msglen,
              "Request param 'instanceId' is required when "
@@ -357,16 +435,49 @@ static int sess_init(produce_sess_t *s, char *msg, size_t msglen) {
   s->ring = calloc(s->cap, sizeof(*s->ring));
   if (mps > 0)
     s->rate = kwp_rate_acquire(s->client_id, mps);
-  s->kp = kwp_kproducer_get(s->wk, errbuf, sizeof(errbuf));
-  if (!s->ring || (mps > 0 && !s->rate) || !s->kp) {
+  if (!s->transactional)
+    s->kp = kwp_kproducer_get(s->wk, errbuf, sizeof(errbuf));
+  if (!s->ring || (mps > 0 && !s->rate) || (!s->kp && !s->transactional)) {
     snprintf(msg, msglen, "Cannot start the Kafka producer: %s",
-             s->kp ? "out of memory" : errbuf);
+             s->kp || s->transactional ? "out of memory" : errbuf);
     return KWP_EUNAVAILABLE;
   }
   uv_timer_init(kwp_worker_loop(s->wk), &s->rate_timer);
   s->rate_timer.data = s;
   s->refs = 2; /* the socket and the timer */
+  if (s->transactional) {
+    uv_timer_init(kwp_worker_loop(s->wk), &s->txn_timer);
+    s->txn_timer.data = s;
+    s->refs++;
+  }
   return 0;
+}
+
+/* The transactional producer is initialised (or not): answer the upgrade. */
+static void tx_ready(void *arg, int err, const char *reason) {
+  produce_sess_t *s = arg;
+  kwp_upgrade_cb done = s->done;
+  kwp_conn_t *conn = s->conn;
+  char msg[320];
+  if (err) {
+    snprintf(msg, sizeof(msg), "Cannot start the transactional producer: %s",
+             reason);
+    produce_close(conn, s);
+    done(conn, NULL, NULL, KWP_EUNAVAILABLE, msg);
+    return;
+  }
+  done(conn, &produce_handler, s, 0, NULL);
+}
+
+static int tx_open(produce_sess_t *s, char *msg, size_t msglen) {
+  char txn_id[2 * PARAM_MAX + 2], errbuf[256];
+  snprintf(txn_id, sizeof(txn_id), "%s-%s", s->client_id, s->instance_id);
+  s->tx =
+      kwp_txproducer_open(s->wk, txn_id, tx_ready, s, errbuf, sizeof(errbuf));
+  if (s->tx)
+    return 0;
+  snprintf(msg, msglen, "Cannot start the transactional producer: %s", errbuf);
+  return KWP_EUNAVAILABLE;
 }
 
 static void topic_checked(void *arg, int partitions) {
@@ -389,7 +500,12 @@ static void topic_checked(void *arg, int partitions) {
     done(conn, NULL, NULL, err, msg);
     return;
   }
-  done(conn, &produce_handler, s, 0, NULL);
+  if (!s->transactional) {
+    done(conn, &produce_handler, s, 0, NULL);
+  } else if ((err = tx_open(s, msg, sizeof(msg))) != 0) {
+    produce_close(conn, s);
+    done(conn, NULL, NULL, err, msg);
+  } /* else tx_ready() answers */
 }
 
 void kwp_produce_upgrade(kwp_conn_t *conn, const char *url,
