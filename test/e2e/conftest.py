@@ -460,3 +460,41 @@ def wait_until(pred, timeout, interval=0.05):
 
 def shell_env_line(env):
     return " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in env.items())
+
+
+# -- Kafka helpers shared by the produce tests -------------------------------
+
+def create_topic(bootstrap, partitions=3, prefix="t"):
+    """Create a uniquely named topic on the real broker and return its name."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    import uuid
+    name = "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep it alive
+    for f in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        f.result(timeout=30)
+    return name
+
+
+def consume_all(bootstrap, topic, expect, timeout=30,
+                isolation="read_uncommitted"):
+    """Read @topic from the start until @expect records have come (then a
+    little longer, so duplicates would show). Returns confluent Messages."""
+    from confluent_kafka import Consumer
+    import uuid
+    c = Consumer({"bootstrap.servers": bootstrap,
+                  "group.id": "chk-" + uuid.uuid4().hex,
+                  "auto.offset.reset": "earliest",
+                  "isolation.level": isolation,
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            out += [m for m in c.consume(num_messages=1000, timeout=0.5)
+                    if not m.error()]
+        out += [m for m in c.consume(num_messages=1000, timeout=1.0)
+                if not m.error()]
+    finally:
+        c.close()
+    return out

@@ -6,43 +6,19 @@ import json
 import socket
 import struct
 import time
-import uuid
 
 import pytest
 import websocket
-from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import start_broker
+from conftest import consume_all, create_topic, start_broker
 
 
 def new_topic(bootstrap, partitions=3):
-    name = "flow-" + uuid.uuid4().hex[:10]
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep it alive
-    for f in admin.create_topics([NewTopic(name, partitions, 1)]).values():
-        f.result(timeout=30)
-    return name
+    return create_topic(bootstrap, partitions, prefix="flow")
 
 
 def read_all(bootstrap, topic, expect, timeout=30):
-    """Consume from the start of @topic until @expect records (and then a
-    little more, so duplicates would show)."""
-    c = Consumer({"bootstrap.servers": bootstrap,
-                  "group.id": "chk-" + uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False})
-    c.subscribe([topic])
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expect and time.monotonic() < deadline:
-            out += [m for m in c.consume(num_messages=1000, timeout=0.5)
-                    if not m.error()]
-        out += [m for m in c.consume(num_messages=1000, timeout=1.0)
-                if not m.error()]
-    finally:
-        c.close()
-    return out
+    return consume_all(bootstrap, topic, expect, timeout)
 
 
 def connect(proxy, query):

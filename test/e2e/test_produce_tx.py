@@ -3,44 +3,22 @@ Results come only after the transaction committed; a fenced producer's
 records are never visible to read_committed consumers."""
 
 import json
-import time
-import uuid
 
 import pytest
 import websocket
-from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient, NewTopic
+from conftest import consume_all, create_topic
 
 TX_ENV = {"WSPROXY_PRODUCER_SESSIONS_ENABLED": "true",
           "WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED": "true"}
 
 
 def new_topic(bootstrap):
-    name = "tx-" + uuid.uuid4().hex[:10]
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for f in admin.create_topics([NewTopic(name, 1, 1)]).values():
-        f.result(timeout=30)
-    return name
+    return create_topic(bootstrap, partitions=1, prefix="tx")
 
 
 def read_committed(bootstrap, topic, expect, timeout=20):
-    c = Consumer({"bootstrap.servers": bootstrap,
-                  "group.id": "chk-" + uuid.uuid4().hex,
-                  "auto.offset.reset": "earliest",
-                  "isolation.level": "read_committed",
-                  "enable.auto.commit": False})
-    c.subscribe([topic])
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expect and time.monotonic() < deadline:
-            out += [m.value() for m in c.consume(100, timeout=0.5)
-                    if not m.error()]
-        out += [m.value() for m in c.consume(100, timeout=2.0)
-                if not m.error()]
-    finally:
-        c.close()
-    return out
+    return [m.value() for m in consume_all(bootstrap, topic, expect, timeout,
+                                           isolation="read_committed")]
 
 
 def url(proxy, topic, instance="i1"):
