@@ -81,6 +81,7 @@ run: setup-build $(BIN)
 	@echo "  brokers: curl -s http://127.0.0.1:$${WSPROXY_PORT:-8078}/kafka/cluster/info"
 	@echo "  echo:    python3 -c \"import websocket; w=websocket.create_connection('ws://127.0.0.1:$${WSPROXY_PORT:-8078}/echo'); w.send('hi'); print(w.recv())\""
 	@echo "           (or: wscat -c ws://127.0.0.1:$${WSPROXY_PORT:-8078}/echo)"
+	@echo "  produce: python3 -c \"import websocket; w=websocket.create_connection('ws://127.0.0.1:$${WSPROXY_PORT:-8078}/socket/in?clientId=me&topic=demo'); w.send('{\\\"value\\\":{\\\"value\\\":\\\"hello\\\"}}'); print(w.recv())\""
 	@echo
 	WSPROXY_ECHO_ENDPOINT_ENABLED=$${WSPROXY_ECHO_ENDPOINT_ENABLED:-true} ./$(BIN) --dev
 
