@@ -85,6 +85,8 @@ int main(int argc, char **argv) {
   kwp_ctx_t ctx = {.cfg = cfg, .kafka = kafka};
   atomic_init(&ctx.open_conns, 0);
   atomic_init(&ctx.next_conn_id, 1);
+  uv_mutex_init(&ctx.done_lock);
+  uv_cond_init(&ctx.done_cond);
   kwp_server_t *srv = kwp_server_new(&ctx, err, sizeof(err));
   int rc = 1;
   if (!srv) {
@@ -95,5 +97,7 @@ int main(int argc, char **argv) {
   }
   kwp_kafka_free(kafka);
   kwp_config_free(cfg);
+  uv_cond_destroy(&ctx.done_cond);
+  uv_mutex_destroy(&ctx.done_lock);
   return rc;
 }

@@ -359,7 +359,7 @@ static uint64_t conn_deadline(kwp_conn_t *conn) {
   if (conn->state == KWP_CONN_HTTP) {
     if (conn->pause & KWP_PAUSE_ASYNC)
       return 0;
-    if (conn->req.in_progress || conn->t_activity == conn->t_req_start)
+    if (conn->req.in_progress || !conn->served)
       return conn->t_req_start + (uint64_t)cfg->server.request_timeout_ms;
     return conn->t_activity + (uint64_t)cfg->server.idle_timeout_ms;
   }
@@ -389,7 +389,7 @@ static void conn_timer_cb(uv_timer_t *t) {
   if (conn->draining || conn->ws_close_sent) {
     kwp_conn__close(conn);
   } else if (conn->state == KWP_CONN_HTTP) {
-    if (conn->req.in_progress || conn->t_activity == conn->t_req_start)
+    if (conn->req.in_progress || !conn->served)
       kwp_http__request_timeout(conn);
     else
       kwp_conn__close(conn);

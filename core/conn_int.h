@@ -54,6 +54,7 @@ struct kwp_conn {
   int processing;
   int close_after_write;
   int shutdown_requested;
+  int served; /* a request was answered: quiet time is idle, not slow */
   int ws_close_sent, ws_close_received;
   uint64_t t_activity, t_rx, t_tx, t_req_start, t_close_start;
   uint8_t *in; /* unconsumed input kept between reads */

@@ -251,8 +251,11 @@ void kwp_http__respond(kwp_conn_t *conn, int status, const char *extra_headers,
                       uv_buf_init((char *)body, (unsigned)body_len)};
   kwp_conn__write(conn, bufs, head_only || !body_len ? 1 : 2);
   conn->t_activity = uv_now(kwp_worker_loop(conn->wk));
+  conn->served = 1;
   if (!keep)
     kwp_conn__finish(conn);
+  else
+    kwp_conn__timer_arm(conn); /* from now on the idle timeout applies */
 }
 
 void kwp_http__error(kwp_conn_t *conn, int err, const char *message,

@@ -150,8 +150,36 @@ kwp_server_t *kwp_server_new(kwp_ctx_t *ctx, char *errbuf, size_t errlen) {
   return srv;
 }
 
+/* Wait for every worker to end, but not much past the grace period: a
+ * thread-pool call into librdkafka (a metadata request to a dead cluster)
+ * cannot be cancelled, and shutdown must stay bounded. */
+static int server_wait_workers(kwp_server_t *srv) {
+  kwp_ctx_t *ctx = srv->ctx;
+  uint64_t limit_ns =
+      ((uint64_t)ctx->cfg->server.shutdown_grace_period_ms + 2000) * 1000000;
+  uint64_t deadline = uv_hrtime() + limit_ns;
+  int done;
+  uv_mutex_lock(&ctx->done_lock);
+  while ((done = ctx->workers_done) < srv->nworkers) {
+    uint64_t now = uv_hrtime();
+    if (now >= deadline || uv_cond_timedwait(&ctx->done_cond, &ctx->done_lock,
+                                             deadline - now) == UV_ETIMEDOUT)
+      if (ctx->workers_done < srv->nworkers)
+        break;
+  }
+  done = ctx->workers_done;
+  uv_mutex_unlock(&ctx->done_lock);
+  return done == srv->nworkers ? 0 : -1;
+}
+
 int kwp_server_run(kwp_server_t *srv) {
   uv_run(&srv->loop, UV_RUN_DEFAULT);
+  if (server_wait_workers(srv) != 0) {
+    KWP_LOG(KWP_LOG_WARN, "conn",
+            "shutdown: a worker is still blocked in a Kafka call after the "
+            "grace period; exiting without waiting for it");
+    _exit(0);
+  }
   for (int i = 0; i < srv->nworkers; i++)
     kwp_worker_join(srv->workers[i]);
   srv->nworkers = 0;

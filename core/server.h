@@ -18,6 +18,9 @@ typedef struct kwp_ctx {
   kwp_kafka_t *kafka;
   atomic_size_t open_conns; /* accepted and not yet freed */
   atomic_uint_fast64_t next_conn_id;
+  uv_mutex_t done_lock; /* guards workers_done; signalled through done_cond */
+  uv_cond_t done_cond;
+  int workers_done;
 } kwp_ctx_t;
 
 typedef struct kwp_server kwp_server_t;

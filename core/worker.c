@@ -183,6 +183,10 @@ static void worker_main(void *arg) {
       wk->services[i].svc->free(wk->services[i].arg);
   /* Services' frees may close handles of their own. */
   uv_run(&wk->loop, UV_RUN_DEFAULT);
+  uv_mutex_lock(&wk->ctx->done_lock);
+  wk->ctx->workers_done++;
+  uv_cond_signal(&wk->ctx->done_cond);
+  uv_mutex_unlock(&wk->ctx->done_lock);
 }
 
 kwp_worker_t *kwp_worker_start(kwp_ctx_t *ctx, int index) {

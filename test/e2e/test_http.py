@@ -162,6 +162,17 @@ def test_upgrade_header_tokens_case_insensitive(srv):
         assert r.status == 101, r
 
 
+def test_lowercase_header_names_and_tokens(srv):
+    c = WsRaw(srv.port)
+    with c:
+        key = new_key()
+        c.send_raw(("GET /echo HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
+                    "connection: upgrade\r\nsec-websocket-key: %s\r\n"
+                    "sec-websocket-version: 13\r\n\r\n" % key).encode())
+        r = c.read_response()
+        assert r.status == 101, r
+
+
 # -- 404 / 405 -----------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/", "/nope", "/healthcheck/extra",
@@ -529,3 +540,33 @@ def test_echo_disabled_by_default(proxy):
     r, c = request(p.port, upgrade_bytes("/echo"))
     with c:
         check_error(r, 404, NOT_FOUND)
+
+
+def test_idle_keepalive_connection_closed(proxy):
+    p = proxy(env={"WSPROXY_IDLE_TIMEOUT": "1s"})
+    c = WsRaw(p.port)
+    with c:
+        c.send_raw(http_request_bytes("GET", "/healthcheck"))
+        assert c.read_response().status == 200
+        t0 = time.monotonic()
+        assert c.wait_tcp_close(5), "idle keep-alive connection not closed"
+        took = time.monotonic() - t0
+        assert c.buf == b"", "unsolicited bytes on an idle connection: %r" % c.buf
+        assert 0.7 <= took <= 3.5, "closed after %.2f s (idle-timeout 1 s)" % took
+
+
+def test_idle_keepalive_after_request_not_answered_408(proxy):
+    """An idle keep-alive connection (its request answered) is closed after
+    idle-timeout without any unsolicited response; request-timeout is for
+    requests in progress."""
+    p = proxy(env={"WSPROXY_IDLE_TIMEOUT": "4s", "WSPROXY_REQUEST_TIMEOUT": "1s"})
+    c = WsRaw(p.port)
+    with c:
+        c.send_raw(http_request_bytes("GET", "/healthcheck"))
+        assert c.read_response().status == 200
+        closed = c.wait_tcp_close(2.5)
+        assert c.buf == b"", "unsolicited response on an idle keep-alive " \
+            "connection: %r" % c.buf[:120]
+        assert not closed, "idle connection closed before idle-timeout"
+        c.send_raw(http_request_bytes("GET", "/healthcheck"))
+        assert c.read_response().status == 200

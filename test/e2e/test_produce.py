@@ -50,12 +50,14 @@ def new_topic(kafka, partitions=1):
     return name
 
 
-def read_records(kafka, topic, n, partition=0, start=0, timeout=20):
+def read_records(kafka, topic, n, partition=0, start=0, timeout=20,
+                 partitions=None):
     c = Consumer({"bootstrap.servers": kafka.bootstrap,
                   "group.id": "e2e-" + uuid.uuid4().hex,
                   "enable.auto.commit": False})
     try:
-        c.assign([TopicPartition(topic, partition, start)])
+        c.assign([TopicPartition(topic, p, start)
+                  for p in (partitions or [partition])])
         out = []
         deadline = time.monotonic() + timeout
         while len(out) < n and time.monotonic() < deadline:
@@ -324,9 +326,10 @@ def test_many_sockets_share_producer(srv, kafka):
     finally:
         for ws in wss:
             ws.close()
-    total = sum(len(read_records(kafka, t, 200, partition=p, timeout=5))
-                for p in range(3))
-    assert total == 200
+    recs = read_records(kafka, t, 200, partitions=[0, 1, 2])
+    assert len(recs) == 200
+    assert sorted(m.value() for m in recs) == sorted(
+        b"%d-%d" % (i, j) for i in range(10) for j in range(20))
 
 
 def test_echo_style_protocol_errors_still_apply(srv, topic):

@@ -192,3 +192,37 @@ def test_sigterm_during_traffic(proxy):
         c.close()
     assert not errors, errors
     assert rc == 0, p.stderr_tail()
+
+
+def test_sigterm_with_pending_kafka_request_bounded_by_grace(proxy):
+    """A cluster-info request waiting on an unreachable Kafka (metadata
+    timeout 8 s) must not hold the shutdown past the 2 s grace period."""
+    from conftest import closed_port
+    p = proxy(bootstrap="127.0.0.1:%d" % closed_port(),
+              env={"WSPROXY_KAFKA_METADATA_TIMEOUT": "8s",
+                   "WSPROXY_SHUTDOWN_GRACE_PERIOD": "2s"})
+    box = {}
+
+    def info():
+        c = WsRaw(p.port, timeout=15)
+        with c:
+            c.send_raw(http_request_bytes("GET", "/kafka/cluster/info"))
+            try:
+                r = c.read_response(timeout=15)
+                box["r"] = (r.status, r.body)
+            except (Closed, socket.timeout) as e:
+                box["r"] = repr(e)
+
+    t = threading.Thread(target=info)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    rc = p.wait(15)
+    took = time.monotonic() - t0
+    t.join(15)
+    assert rc == 0, p.stderr_tail()
+    assert took <= 2 + 3, "exit %.1f s after SIGTERM (grace 2 s) with a " \
+        "Kafka request pending; client got %r" % (took, box.get("r"))
+    if isinstance(box.get("r"), tuple):
+        assert box["r"][0] == 503, box["r"]
