@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Producer benchmark: through the proxy (/socket/in) vs a direct librdkafka
+producer with the same settings, in the same run, against the same real
+Kafka broker (test/kafka/broker.py). Prints a markdown table and writes
+build/bench/produce_results.json. KWP_BENCH_SCALE scales message counts."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "test", "kafka"))
+from broker import KafkaBroker  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+TOOL = os.path.join(ROOT, "build", "bench", "produce_bench")
+PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
+SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def status_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def topic(admin):
+    name = "bench-" + uuid.uuid4().hex[:8]
+    for f in admin.create_topics([NewTopic(name, 3, 1)]).values():
+        f.result(timeout=30)
+    return name
+
+
+def run_tool(args):
+    out = subprocess.run([TOOL] + args, capture_output=True, text=True,
+                         timeout=600)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError("produce_bench %s failed (%d): %s" % (
+            args, out.returncode, out.stderr[-2000:]))
+    return json.loads(lines[-1])
+
+
+def main():
+    b = KafkaBroker()
+    b.start()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    port = free_port()
+    env = dict(os.environ, WSPROXY_PORT=str(port),
+               WSPROXY_BIND_INTERFACE="127.0.0.1",
+               WSPROXY_KAFKA_BOOTSTRAP_HOSTS=b.bootstrap,
+               WSPROXY_WS_KEEP_ALIVE_INTERVAL="0")
+    log = open(os.path.join(ROOT, "build", "bench", "produce_proxy.log"), "w")
+    proxy = subprocess.Popen([PROXY], env=env, stderr=log)
+    results = {"machine": {"nproc": os.cpu_count(),
+                           "note": "broker (JVM), proxy and load generator "
+                                   "share the machine's cores"},
+               "throughput": [], "latency": []}
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/healthcheck" % port,
+                                       timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        # warm the proxy's shared producers (one per worker)
+        run_tool(["--mode", "ws", "--port", str(port), "--topic",
+                  topic(admin), "--count", "2000", "--connections", "4"])
+        for size, count in ((100, 200000), (1000, 100000)):
+            n = str(int(count * SCALE))
+            for conns in (1, 16):
+                d = run_tool(["--mode", "direct", "--bootstrap", b.bootstrap,
+                              "--topic", topic(admin), "--count", n,
+                              "--size", str(size)])
+                c0 = cpu_seconds(proxy.pid)
+                p = run_tool(["--mode", "ws", "--port", str(port), "--topic",
+                              topic(admin), "--count", n, "--size", str(size),
+                              "--connections", str(conns)])
+                cpu = cpu_seconds(proxy.pid) - c0
+                results["throughput"].append({
+                    "size": size, "connections": conns, "direct": d,
+                    "proxy": p, "ratio": p["msgs_per_sec"] / d["msgs_per_sec"],
+                    "proxy_cpu_s_per_M": cpu / p["acked"] * 1e6})
+        secs = str(10 * SCALE)
+        d = run_tool(["--mode", "direct", "--bootstrap", b.bootstrap, "--topic",
+                      topic(admin), "--rate", "5000", "--seconds", secs,
+                      "--size", "100"])
+        p = run_tool(["--mode", "ws", "--port", str(port), "--topic",
+                      topic(admin), "--rate", "5000", "--seconds", secs,
+                      "--size", "100"])
+        results["latency"] = {"rate": 5000, "direct": d, "proxy": p,
+                              "added_us": {k: p[k] - d[k] for k in
+                                           ("p50_us", "p99_us", "p999_us")}}
+        results["proxy_rss_kb"] = status_kb(proxy.pid, "VmRSS")
+        results["proxy_peak_rss_kb"] = status_kb(proxy.pid, "VmHWM")
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        results["proxy_exit"] = proxy.wait(timeout=30)
+        b.cleanup()
+    print("\n| size | sockets | direct msg/s | proxy msg/s | proxy MB/s | "
+          "ratio | proxy CPU s / 1M msgs |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results["throughput"]:
+        print("| %d B | %d | %.0f | %.0f | %.1f | %.2f | %.1f |" % (
+            r["size"], r["connections"], r["direct"]["msgs_per_sec"],
+            r["proxy"]["msgs_per_sec"], r["proxy"]["mb_per_sec"], r["ratio"],
+            r["proxy_cpu_s_per_M"]))
+    lat = results["latency"]
+    print("\nopen loop at 5000 msg/s, 100 B (us): | | p50 | p99 | p99.9 |")
+    for k in ("direct", "proxy"):
+        print("| %s | %.0f | %.0f | %.0f |" % (k, lat[k]["p50_us"],
+                                              lat[k]["p99_us"],
+                                              lat[k]["p999_us"]))
+    a = lat["added_us"]
+    print("| added | %.0f | %.0f | %.0f |" % (a["p50_us"], a["p99_us"],
+                                            a["p999_us"]))
+    print("\nproxy RSS %d KiB (peak %d KiB), exit %s" % (
+        results["proxy_rss_kb"], results["proxy_peak_rss_kb"],
+        results["proxy_exit"]))
+    with open(os.path.join(ROOT, "build", "bench", "produce_results.json"),
+              "w") as f:
+        json.dump(results, f, indent=2)
+    return 0 if results["proxy_exit"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
