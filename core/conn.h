@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 typedef struct kwp_conn kwp_conn_t;
 
@@ -49,6 +50,14 @@ typedef struct kwp_ws_handler {
  */
 int kwp_conn_ws_send(kwp_conn_t *conn, int opcode, const void *data,
                      size_t len);
+
+/**
+ * Send @p n whole messages of type @p opcode in as few writes as possible
+ * (one vectored write when the socket takes them all). Same returns as
+ * kwp_conn_ws_send().
+ */
+int kwp_conn_ws_send_many(kwp_conn_t *conn, int opcode, const uv_buf_t *msgs,
+                          unsigned n);
 
 /**
  * Close the WebSocket with the close code of @p err (0: 1000) and @p reason,

@@ -66,17 +66,27 @@ static void sess_unref(produce_sess_t *s) {
 
 /* --- results, in input order --- */
 
+/* Send every result that is ready, oldest first, in one vectored write. */
 static void sess_flush(produce_sess_t *s) {
+  uv_buf_t out[64];
+  char *owned[64];
+  unsigned n = 0;
   while (s->count && s->ring[s->head].done) {
     produce_slot_t *slot = &s->ring[s->head];
-    if (s->conn && slot->result)
-      kwp_conn_ws_send(s->conn, KWP_WS_TEXT, slot->result,
-                       strlen(slot->result));
-    free(slot->result);
-    slot->result = NULL;
+    if (slot->result) {
+      owned[n] = slot->result;
+      out[n++] = uv_buf_init(slot->result, (unsigned)strlen(slot->result));
+      slot->result = NULL;
+    }
     s->bytes -= slot->bytes;
     s->head = (s->head + 1) % s->cap;
     s->count--;
+    if (n == 64 || !s->count || !s->ring[s->head].done) {
+      if (s->conn && n)
+        kwp_conn_ws_send_many(s->conn, KWP_WS_TEXT, out, n);
+      while (n)
+        free(owned[--n]);
+    }
   }
   if (s->conn && s->count <= s->cap / 2 && s->bytes <= s->max_bytes / 2)
     kwp_conn_resume(s->conn, KWP_PAUSE_HANDLER);
