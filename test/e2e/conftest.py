@@ -498,3 +498,31 @@ def consume_all(bootstrap, topic, expect, timeout=30,
     finally:
         c.close()
     return out
+
+
+def read_assigned(bootstrap, topic, n, partitions=(0,), start=0, timeout=20):
+    """Read up to @n records from @partitions of @topic, starting at offset
+    @start, with a plain assigned consumer (no group rebalance to wait for).
+    Returns confluent Messages; a consumer error fails the test."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    import uuid
+    c = Consumer({"bootstrap.servers": bootstrap,
+                  "group.id": "e2e-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    try:
+        c.assign([TopicPartition(topic, p, start) for p in partitions])
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise AssertionError("consumer error: %s" % m.error())
+            out.append(m)
+        return out
+    finally:
+        c.close()

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import free_port, http_get, run_binary, wait_until
+from conftest import free_port, http_get, run_binary
 
 
 def write(tmp_path, name, text):

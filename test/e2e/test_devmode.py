@@ -1,12 +1,13 @@
 """--dev: the embedded in-process Kafka-protocol cluster (README "Try it")."""
 
 import json
-import time
 import uuid
 
 import pytest
+
+from conftest import read_assigned
 import websocket
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
 
 @pytest.fixture(scope="module")
@@ -65,23 +66,8 @@ def test_dev_mode_produce_consume(dev):
     assert p.flush(25) == 0, "message not delivered"
     assert len(reports) == 1 and reports[0][0] is None, reports
     _, partition, offset = reports[0]
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "dev-test",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    try:
-        c.assign([TopicPartition(topic, partition, offset)])
-        deadline = time.monotonic() + 20
-        got = None
-        while got is None and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                pytest.fail("consumer error: %s" % m.error())
-            got = m
-        assert got is not None, "message not read back within 20 s"
-        assert (got.key(), got.value()) == (b"k", b"hello dev mode")
-    finally:
-        c.close()
+    got = read_assigned(bootstrap, topic, 1, partitions=(partition,),
+                        start=offset)
+    assert got, "message not read back within 20 s"
+    assert (got[0].key(), got[0].value()) == (b"k", b"hello dev mode")
 

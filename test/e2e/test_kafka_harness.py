@@ -7,10 +7,10 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import ROOT, start_broker
+from conftest import ROOT, start_broker, read_assigned
 import broker as kafka_broker
 
 
@@ -39,26 +39,8 @@ def produce(bootstrap, topic, messages):
 
 
 def consume_all(bootstrap, topic, n, partitions=(0,), timeout=30):
-    c = Consumer({"bootstrap.servers": bootstrap,
-                  "group.id": "harness-" + uuid.uuid4().hex,
-                  "enable.auto.commit": False,
-                  "auto.offset.reset": "earliest"})
-    try:
-        c.assign([TopicPartition(topic, p, 0) for p in partitions])
-        got = []
-        deadline = time.monotonic() + timeout
-        while len(got) < n and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise AssertionError("consumer error: %s" % m.error())
-            got.append((m.key(), m.value()))
-        return got
-    finally:
-        c.close()
+    return [(m.key(), m.value()) for m in
+            read_assigned(bootstrap, topic, n, partitions, timeout=timeout)]
 
 
 def test_broker_metadata(kafka):

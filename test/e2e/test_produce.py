@@ -11,11 +11,10 @@ from urllib.parse import quote
 
 import pytest
 import websocket
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import assert_json_error
-from wsraw import OP_BINARY, OP_TEXT, WsRaw, http_request_bytes, new_key
+from conftest import assert_json_error, read_assigned
+from wsraw import OP_TEXT, WsRaw, http_request_bytes, new_key
 
 
 @pytest.fixture(scope="module")
@@ -52,26 +51,8 @@ def new_topic(kafka, partitions=1):
 
 def read_records(kafka, topic, n, partition=0, start=0, timeout=20,
                  partitions=None):
-    c = Consumer({"bootstrap.servers": kafka.bootstrap,
-                  "group.id": "e2e-" + uuid.uuid4().hex,
-                  "enable.auto.commit": False})
-    try:
-        c.assign([TopicPartition(topic, p, start)
-                  for p in (partitions or [partition])])
-        out = []
-        deadline = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise AssertionError("consumer error %s" % m.error())
-            out.append(m)
-        return out
-    finally:
-        c.close()
+    return read_assigned(kafka.bootstrap, topic, n,
+                         partitions or [partition], start, timeout)
 
 
 def upgrade(srv, query):
