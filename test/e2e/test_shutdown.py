@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 
-import pytest
 
 from wsraw import OP_TEXT, Closed, WsRaw, build_frame, http_request_bytes
 
