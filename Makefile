@@ -46,7 +46,7 @@ BIN      := $(BUILD)/kafka-ws-proxy
 UNIT_BIN := $(BUILD)/unit-tests
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
-FORMAT_SRC := $(sort $(wildcard cmd/*.c core/*.[ch] codec/*.[ch] auth/*.[ch] session/*.[ch] commit/*.[ch] test/unit/*.[ch] bench/*.c test/fuzz/*.c))
+FORMAT_SRC := $(sort $(wildcard cmd/*.c core/*.[ch] codec/*.[ch] auth/*.[ch] session/*.[ch] commit/*.[ch] test/*.h test/unit/*.[ch] bench/*.c test/fuzz/*.c))
 
 .PHONY: all run test unit unit-asan e2e bench fuzz format format-check clean setup
 

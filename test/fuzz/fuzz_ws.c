@@ -7,6 +7,7 @@
  */
 #include "codec/ws.h"
 #include "core/error.h"
+#include "test/ref_utf8.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,39 +36,6 @@ static void log_put(log_t *lg, const void *p, size_t n) {
   if (n)
     memcpy(lg->p + lg->len, p, n);
   lg->len += n;
-}
-
-/* Plain decoder, independent of the DFA under test. */
-static int ref_utf8(const uint8_t *p, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t b = p[i];
-    uint32_t cp;
-    size_t k;
-    if (b < 0x80) {
-      i++;
-      continue;
-    }
-    if (b >= 0xC0 && b <= 0xDF)
-      k = 1, cp = b & 0x1F;
-    else if (b >= 0xE0 && b <= 0xEF)
-      k = 2, cp = b & 0x0F;
-    else if (b >= 0xF0 && b <= 0xF7)
-      k = 3, cp = b & 0x07;
-    else
-      return 0;
-    for (size_t j = 1; j <= k; j++) {
-      if (i + j >= n || (p[i + j] & 0xC0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (p[i + j] & 0x3F);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
-        (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return 0;
-    i += k + 1;
-  }
-  return 1;
 }
 
 static void check_event(const kwp_ws_event_t *ev, size_t max) {
