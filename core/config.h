@@ -109,6 +109,9 @@ typedef struct kwp_config {
 
   struct {
     kwp_limits_t limits;
+    /* Ours: with autoCommit=true, how often the offsets of records written
+     * to the socket are committed (and always when the socket closes). */
+    int64_t auto_commit_interval_ms;
     kwp_props_t kafka_client_properties;
   } consumer;
 

@@ -161,6 +161,8 @@ static const char kwp_config_defaults[] =
     "      default-batch-size = ${?WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE}\n"
     "      client-specific-limits = []\n"
     "    }\n"
+    "    auto-commit-interval = 1 second\n"
+    "    auto-commit-interval = ${?WSPROXY_CONSUMER_AUTO_COMMIT_INTERVAL}\n"
     "    kafka-client-properties = ${kafka.ws.proxy.kafka-client.properties} "
     "{\n"
     "      request.timeout.ms = ${?WSPROXY_KAFKA_CONSUMER_REQUEST_TIMEOUT_MS}\n"

@@ -169,6 +169,7 @@ void kwp_conn__write(kwp_conn_t *conn, const uv_buf_t *bufs, unsigned n) {
     total += bufs[i].len;
   if (conn->closing || conn->draining || total == 0)
     return;
+  conn->tx_total += total;
   if (conn->send_queued == 0) {
     int r = uv_try_write((uv_stream_t *)&conn->tcp, bufs, n);
     if (r > 0)
@@ -203,6 +204,14 @@ void kwp_conn__write(kwp_conn_t *conn, const uv_buf_t *bufs, unsigned n) {
 
 size_t kwp_conn_send_queued(const kwp_conn_t *conn) {
   return conn->send_queued;
+}
+
+uint64_t kwp_conn_tx_total(const kwp_conn_t *conn) {
+  return conn->tx_total;
+}
+
+uint64_t kwp_conn_tx_written(const kwp_conn_t *conn) {
+  return conn->tx_total - conn->send_queued;
 }
 
 int kwp_conn_closing(const kwp_conn_t *conn) {

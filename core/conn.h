@@ -73,6 +73,13 @@ void kwp_conn_resume(kwp_conn_t *conn, int reason);
 size_t kwp_conn_send_queued(const kwp_conn_t *conn);
 
 /**
+ * Bytes handed to the socket since it opened (written or queued). A byte at
+ * position p has reached the kernel once kwp_conn_tx_written() >= p.
+ */
+uint64_t kwp_conn_tx_total(const kwp_conn_t *conn);
+uint64_t kwp_conn_tx_written(const kwp_conn_t *conn);
+
+/**
  * Keep @p conn's memory alive across an asynchronous operation; the count is
  * a plain int because only the owning worker touches it.
  */

@@ -60,6 +60,7 @@ struct kwp_conn {
   uint8_t *in; /* unconsumed input kept between reads */
   size_t in_len, in_cap;
   size_t send_queued;
+  uint64_t tx_total; /* bytes given to kwp_conn__write, ever */
   llhttp_t parser;
   kwp_http_req_t req;
   int http_err; /* why a parser callback stopped the parser */

@@ -20,6 +20,10 @@ typedef void (*kwp_endpoint_fn)(kwp_conn_t *conn, const char *url,
 void kwp_produce_upgrade(kwp_conn_t *conn, const char *url,
                          kwp_upgrade_cb done);
 
+/** GET /socket/out: the JSON consumer (core/consume.c). */
+void kwp_consume_upgrade(kwp_conn_t *conn, const char *url,
+                         kwp_upgrade_cb done);
+
 /** The worker a connection belongs to (for endpoint services). */
 struct kwp_worker *kwp_conn_worker(kwp_conn_t *conn);
 

@@ -71,9 +71,39 @@ static int conf_set_java(rd_kafka_conf_t *conf, const char *key,
   return 0;
 }
 
+/* Producer-only properties of librdkafka (and their Java names). */
+static int producer_only(const char *key) {
+  static const char *const keys[] = {"retries",
+                                     "message.send.max.retries",
+                                     "retry.backoff.ms",
+                                     "request.timeout.ms",
+                                     "acks",
+                                     "request.required.acks",
+                                     "linger.ms",
+                                     "queue.buffering.max.ms",
+                                     "batch.size",
+                                     "batch.num.messages",
+                                     "compression.type",
+                                     "compression.codec",
+                                     "delivery.timeout.ms",
+                                     "message.timeout.ms",
+                                     "enable.idempotence",
+                                     "transactional.id",
+                                     "transaction.timeout.ms",
+                                     "max.in.flight.requests.per.connection",
+                                     "queue.buffering.max.messages",
+                                     "queue.buffering.max.kbytes",
+                                     "partitioner",
+                                     NULL};
+  for (const char *const *k = keys; *k; k++)
+    if (!strcmp(key, *k))
+      return 1;
+  return 0;
+}
+
 rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
-                                    const kwp_props_t *props, char *errbuf,
-                                    size_t errlen) {
+                                    const kwp_props_t *props, int role,
+                                    char *errbuf, size_t errlen) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char lv[4];
   snprintf(lv, sizeof(lv), "%d",
@@ -89,6 +119,8 @@ rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
     /* Java clients read "" as "not set"; librdkafka refuses it. The one
      * meaningful empty value, no hostname verification, is "none" here. */
     if (!*val && strcmp(kv->key, "ssl.endpoint.identification.algorithm"))
+      continue;
+    if (role == KWP_KAFKA_CONSUMER && producer_only(kv->key))
       continue;
     if (!*val)
       val = "none";
@@ -146,7 +178,7 @@ kwp_kafka_t *kwp_kafka_new(const kwp_config_t *cfg, char *errbuf,
     kafka->bootstrap = strdup(cfg->kafka_client.bootstrap_hosts);
   }
   conf = kwp_kafka_conf_new(kafka, &cfg->admin_client.kafka_client_properties,
-                            errbuf, errlen);
+                            KWP_KAFKA_ADMIN, errbuf, errlen);
   if (!conf)
     goto fail;
   rd_kafka_conf_set(conf, "client.id", "kafka-ws-proxy-admin", NULL, 0);

@@ -26,6 +26,11 @@ kwp_kafka_t *kwp_kafka_new(const kwp_config_t *cfg, char *errbuf,
 /** The bootstrap servers in use (the mock cluster's in dev mode). */
 const char *kwp_kafka_bootstrap(const kwp_kafka_t *kafka);
 
+/* What a configuration is for: producer-only properties (which the
+ * reference's default consumer properties carry, e.g. `retries`) are left
+ * out of consumer configurations instead of drawing librdkafka warnings. */
+enum kwp_kafka_role { KWP_KAFKA_PRODUCER, KWP_KAFKA_CONSUMER, KWP_KAFKA_ADMIN };
+
 /**
  * A new librdkafka configuration: bootstrap, logging, then @p props (Java
  * client property names are mapped or skipped with a warning). The caller
@@ -33,8 +38,8 @@ const char *kwp_kafka_bootstrap(const kwp_kafka_t *kafka);
  * @returns the conf, or NULL with @p errbuf filled.
  */
 rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
-                                    const kwp_props_t *props, char *errbuf,
-                                    size_t errlen);
+                                    const kwp_props_t *props, int role,
+                                    char *errbuf, size_t errlen);
 
 /**
  * Called on the requesting loop's thread. @p status is 0 with @p json (a

@@ -17,6 +17,7 @@ struct kwp_kbridge {
   rd_kafka_queue_t *rkq;
   int fds[2];
   kwp_kbridge_cb cb;
+  void (*drained)(void *arg);
   void *arg;
   void (*done)(void *arg);
   void *done_arg;
@@ -31,16 +32,25 @@ static void kbridge_poll_cb(uv_poll_t *h, int status, int events) {
   kwp_kbridge_drain(kb);
 }
 
+void kwp_kbridge_set_drained(kwp_kbridge_t *kb, void (*cb)(void *arg)) {
+  kb->drained = cb;
+}
+
 void kwp_kbridge_drain(kwp_kbridge_t *kb) {
-  for (int i = 0; i < KBRIDGE_BUDGET; i++) {
+  int i = 0;
+  for (; i < KBRIDGE_BUDGET; i++) {
     rd_kafka_event_t *rkev = rd_kafka_queue_poll(kb->rkq, 0);
     if (!rkev)
-      return;
+      break;
     kb->cb(rkev, kb->arg);
   }
-  /* Budget used up: wake ourselves again on the next loop iteration. */
-  ssize_t r = write(kb->fds[1], "1", 1);
-  (void)r;
+  if (i == KBRIDGE_BUDGET) {
+    /* Budget used up: wake ourselves again on the next loop iteration. */
+    ssize_t r = write(kb->fds[1], "1", 1);
+    (void)r;
+  }
+  if (kb->drained)
+    kb->drained(kb->arg);
 }
 
 kwp_kbridge_t *kwp_kbridge_new(uv_loop_t *loop, rd_kafka_queue_t *rkq,

@@ -103,8 +103,9 @@ static rd_kafka_t *kp_create(kwp_worker_t *wk, char *errbuf, size_t errlen) {
   kwp_ctx_t *ctx = kwp_worker_ctx(wk);
   const kwp_config_t *cfg = ctx->cfg;
   char num[32];
-  rd_kafka_conf_t *conf = kwp_kafka_conf_new(
-      ctx->kafka, &cfg->producer.kafka_client_properties, errbuf, errlen);
+  rd_kafka_conf_t *conf =
+      kwp_kafka_conf_new(ctx->kafka, &cfg->producer.kafka_client_properties,
+                         KWP_KAFKA_PRODUCER, errbuf, errlen);
   if (!conf)
     return NULL;
   snprintf(num, sizeof(num), "%lld",

@@ -10,6 +10,7 @@
 #include "core/kafka.h"
 #include "core/kproducer.h"
 #include "core/log.h"
+#include "core/params.h"
 #include "core/query.h"
 #include "core/ratelimit.h"
 #include "core/txproducer.h"
@@ -17,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PARAM_MAX 256
+#define PARAM_MAX KWP_PARAM_MAX
 
 typedef struct produce_sess produce_sess_t;
 
@@ -317,62 +318,11 @@ static const kwp_ws_handler_t produce_handler = {
 
 /* --- upgrade validation --- */
 
-/* Fetch a parameter; 1 when present, 0 when absent, -1 on a bad value. */
-static int param(const char *url, const char *name, char *out, int *err,
-                 char *msg, size_t msglen) {
-  int n = kwp_query_get(url, name, out, PARAM_MAX);
-  if (n == KWP_EBADREQ) {
-    *err = KWP_EBADREQ;
-    snprintf(msg, msglen, "Request param '%s' is malformed or too long.", name);
-    return -1;
-  }
-  return n >= 0;
-}
-
-static int required(const char *url, const char *name, char *out, int *err,
-                    char *msg, size_t msglen) {
-  int r = param(url, name, out, err, msg, msglen);
-  if (r == 0 || (r > 0 && !*out)) {
-    *err = KWP_EBADREQ;
-    snprintf(msg, msglen, "Request param '%s' is missing.", name);
-    return -1;
-  }
-  return r;
-}
-
-static int format_param(const char *url, const char *name, kwp_fmt_t *fmt,
-                        int *err, char *msg, size_t msglen) {
-  char v[PARAM_MAX];
-  int r = param(url, name, v, err, msg, msglen);
-  if (r <= 0)
-    return r;
-  if (kwp_fmt_parse(v, strlen(v), fmt) != 0) {
-    *err = KWP_EBADREQ;
-    snprintf(msg, msglen, "'%s' is not a valid format type", v);
-    return -1;
-  }
-  return 1;
-}
-
-static int payload_param(const char *url, int *err, char *msg, size_t msglen) {
-  char v[PARAM_MAX];
-  int r = param(url, "socketPayload", v, err, msg, msglen);
-  if (r <= 0 || !strcasecmp(v, "json"))
-    return r < 0 ? -1 : 0;
-  *err = KWP_EBADREQ;
-  if (!strcasecmp(v, "avro"))
-    snprintf(msg, msglen,
-             "socketPayload 'avro' is not available in this version yet");
-  else
-    snprintf(msg, msglen, "'%s' is not a valid socket payload", v);
-  return -1;
-}
-
 static int transactional_param(produce_sess_t *s, const char *url, int *err,
                                char *msg, size_t msglen) {
   const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
   char v[PARAM_MAX];
-  int r = param(url, "transactional", v, err, msg, msglen);
+  int r = kwp_param(url, "transactional", v, err, msg, msglen);
   if (r < 0)
     return -1;
   int tx = r > 0 ? kwp_query_bool(v) : 0;
@@ -408,12 +358,12 @@ static int transactional_param(produce_sess_t *s, const char *url, int *err,
 static int parse_params(produce_sess_t *s, const char *url, int *err, char *msg,
                         size_t msglen) {
   s->val_fmt = KWP_FMT_STRING;
-  if (required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
-      required(url, "topic", s->topic, err, msg, msglen) < 0 ||
-      payload_param(url, err, msg, msglen) < 0 ||
-      format_param(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||
-      format_param(url, "valType", &s->val_fmt, err, msg, msglen) < 0 ||
-      param(url, "instanceId", s->instance_id, err, msg, msglen) < 0 ||
+  if (kwp_param_required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
+      kwp_param_required(url, "topic", s->topic, err, msg, msglen) < 0 ||
+      kwp_param_payload(url, err, msg, msglen) < 0 ||
+      kwp_param_format(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||
+      kwp_param_format(url, "valType", &s->val_fmt, err, msg, msglen) < 0 ||
+      kwp_param(url, "instanceId", s->instance_id, err, msg, msglen) < 0 ||
       transactional_param(s, url, err, msg, msglen) < 0)
     return -1;
   return 0;

@@ -77,24 +77,13 @@ static void route_echo(kwp_conn_t *conn, const char *url, kwp_upgrade_cb done) {
   done(conn, &echo_handler, NULL, 0, NULL);
 }
 
-/* --- endpoints of later versions --- */
-
-static void route_not_built(kwp_conn_t *conn, const char *url,
-                            kwp_upgrade_cb done) {
-  char msg[256];
-  int n = (int)strcspn(url, "?#");
-  snprintf(msg, sizeof(msg), "%.*s is not available in this version yet", n,
-           url);
-  done(conn, NULL, NULL, KWP_ENOTIMPL, msg);
-}
-
 static const route_t routes[] = {
     {"/healthcheck", route_health, NULL},
     {"/kafka/cluster/info", route_cluster_info, NULL},
     {"/admin/kafka/info", route_cluster_info, NULL},
     {"/echo", NULL, route_echo},
     {"/socket/in", NULL, kwp_produce_upgrade},
-    {"/socket/out", NULL, route_not_built},
+    {"/socket/out", NULL, kwp_consume_upgrade},
 };
 
 static const route_t *route_find(kwp_conn_t *conn) {

@@ -142,7 +142,8 @@ static rd_kafka_t *tx_create(kwp_worker_t *wk, const char *txn_id, char *errbuf,
                              size_t errlen) {
   kwp_ctx_t *ctx = kwp_worker_ctx(wk);
   rd_kafka_conf_t *conf = kwp_kafka_conf_new(
-      ctx->kafka, &ctx->cfg->producer.kafka_client_properties, errbuf, errlen);
+      ctx->kafka, &ctx->cfg->producer.kafka_client_properties,
+      KWP_KAFKA_PRODUCER, errbuf, errlen);
   if (!conf)
     return NULL;
   if (rd_kafka_conf_set(conf, "transactional.id", txn_id, errbuf, errlen) ||

@@ -371,12 +371,14 @@ def test_headers_at_limits_ok(srv):
         assert r.status == 200, r
 
 
-# -- 501 ---------------------------------------------------------------------
+# -- /socket/out validation ---------------------------------------------------
 
-def test_not_built_consumer_endpoint_501(srv):
-    r, c = request(srv.port, upgrade_bytes("/socket/out?clientId=abc&topic=t"))
+def test_socket_out_upgrade_without_topic_400(srv):
+    """/socket/out is the consumer (docs/api.md "Consume"): a valid upgrade
+    without topic is a 400 naming the parameter."""
+    r, c = request(srv.port, upgrade_bytes("/socket/out?clientId=abc"))
     with c:
-        check_error(r, 501, "/socket/out is not available in this version yet")
+        check_error(r, 400, "Request param 'topic' is missing.")
 
 
 def test_socket_in_upgrade_without_params_400(srv):

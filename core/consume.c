@@ -1,0 +1,893 @@
+/* GET /socket/out: the JSON consumer endpoint. Each socket owns a Kafka
+ * consumer (a member of its groupId) whose queue reaches the worker loop
+ * through the event bridge. Records become frames written in one vectored
+ * write per drain; when the socket's unsent bytes pass the bound, or the rate
+ * limit is reached, the consumer's partitions are paused (librdkafka then
+ * drops what it prefetched and resumes at the next record, so memory stays
+ * bounded). Commits: the commit handler (autoCommit=false) or the offsets of
+ * records the kernel took (autoCommit=true), always asynchronous; when the
+ * socket closes they are written before the consumer leaves the group.
+ * Worker thread only. */
+#include "codec/consume.h"
+#include "codec/ws.h"
+#include "commit/commit.h"
+#include "core/endpoint.h"
+#include "core/error.h"
+#include "core/kafka.h"
+#include "core/kbridge.h"
+#include "core/log.h"
+#include "core/params.h"
+#include "core/ratelimit.h"
+#include "core/worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define FLUSH_FRAMES 64
+#define FLUSH_BYTES (256 * 1024)
+#define CLOSE_POLL_MS 10
+
+enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
+enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
+
+/* autoCommit=true: per assigned partition, the next offset to commit. */
+typedef struct written {
+  int32_t partition;
+  int64_t staged;    /* emitted in the frames not yet handed over, or -1 */
+  int64_t next;      /* the kernel took every record before it, or -1 */
+  int64_t committed; /* last committed, or -1 */
+} written_t;
+
+/* Records handed to the socket but still in its send queue. */
+typedef struct pending {
+  uint64_t pos; /* kwp_conn_tx_total() after them */
+  int32_t partition;
+  int64_t next;
+} pending_t;
+
+typedef struct consume_sess {
+  kwp_conn_t *conn;    /* NULL once the socket is gone */
+  kwp_upgrade_cb done; /* pending upgrade, until answered */
+  kwp_worker_t *wk;
+  const kwp_config_t *cfg;
+  int refs; /* socket + open handles + destroy work; worker-owned */
+  int state;
+  char client_id[KWP_PARAM_MAX], group_id[KWP_PARAM_MAX], topic[KWP_PARAM_MAX];
+  char reset[KWP_PARAM_MAX], isolation[KWP_PARAM_MAX];
+  kwp_fmt_t key_fmt, val_fmt;
+  int auto_commit;
+  int64_t rate, batch;
+  rd_kafka_t *rk;
+  rd_kafka_queue_t *rkq;
+  kwp_kbridge_t *kb;
+  kwp_commit_t *stack; /* autoCommit=false */
+  /* Frames of this drain: [start[i], start[i+1]) and the last up to len. */
+  kwp_sbuf_t out;
+  size_t start[FLUSH_FRAMES + 1];
+  unsigned nframes;
+  int64_t in_batch;        /* records in the open batch frame */
+  int paused;              /* CPAUSE_* bits */
+  rd_kafka_event_t **held; /* fetched while paused, delivered on resume */
+  size_t nheld, held_cap;
+  kwp_rate_t *rate_sock, *rate_group;
+  uv_timer_t rate_timer, commit_timer, close_timer;
+  written_t *written;
+  size_t nwritten, written_cap;
+  pending_t *fifo;
+  size_t fifo_head, fifo_len, fifo_cap;
+  int commits_inflight;
+  uint64_t commit_failures;
+  uv_work_t destroy;
+} consume_sess_t;
+
+static void sess_unref(consume_sess_t *s) {
+  if (--s->refs > 0)
+    return;
+  for (size_t i = 0; i < s->nheld; i++)
+    rd_kafka_event_destroy(s->held[i]);
+  if (s->rate_sock)
+    kwp_rate_release(s->rate_sock);
+  if (s->rate_group)
+    kwp_rate_release(s->rate_group);
+  kwp_commit_free(s->stack);
+  kwp_sbuf_free(&s->out);
+  free(s->held);
+  free(s->written);
+  free(s->fifo);
+  free(s);
+}
+
+static uint64_t now_ms(consume_sess_t *s) {
+  return uv_now(kwp_worker_loop(s->wk));
+}
+
+static void sess_fail(consume_sess_t *s, int err, const char *why) {
+  if (!s->conn)
+    return;
+  KWP_LOG_RL(KWP_LOG_WARN, "kafka", "#%llu %s: consumer %s of group %s: %s",
+             (unsigned long long)kwp_conn_id(s->conn), kwp_conn_peer(s->conn),
+             s->client_id, s->group_id, why);
+  kwp_conn_ws_close(s->conn, err, why);
+}
+
+/* --- pausing the partitions --- */
+
+static void partitions_pause(consume_sess_t *s, int pause) {
+  rd_kafka_topic_partition_list_t *parts = NULL;
+  if (rd_kafka_assignment(s->rk, &parts) == 0 && parts && parts->cnt) {
+    if (pause)
+      rd_kafka_pause_partitions(s->rk, parts);
+    else
+      rd_kafka_resume_partitions(s->rk, parts);
+  }
+  if (parts)
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+static void pause_set(consume_sess_t *s, int bit) {
+  if (!s->paused)
+    partitions_pause(s, 1);
+  s->paused |= bit;
+}
+
+static void release_held(consume_sess_t *s);
+
+static void pause_clear(consume_sess_t *s, int bit) {
+  if (!(s->paused & bit))
+    return;
+  s->paused &= ~bit;
+  if (s->paused || s->state != ST_OPEN)
+    return;
+  release_held(s);
+  if (!s->paused)
+    partitions_pause(s, 0);
+}
+
+/* --- autoCommit=true bookkeeping --- */
+
+static written_t *written_find(consume_sess_t *s, int32_t partition) {
+  for (size_t i = 0; i < s->nwritten; i++)
+    if (s->written[i].partition == partition)
+      return &s->written[i];
+  return NULL;
+}
+
+static void written_add(consume_sess_t *s, int32_t partition) {
+  if (written_find(s, partition))
+    return;
+  if (s->nwritten == s->written_cap) {
+    size_t cap = s->written_cap ? 2 * s->written_cap : 8;
+    written_t *w = realloc(s->written, cap * sizeof(*w));
+    if (!w)
+      return; /* its records are then not auto-committed: redelivered */
+    s->written = w;
+    s->written_cap = cap;
+  }
+  s->written[s->nwritten++] = (written_t){partition, -1, -1, -1};
+}
+
+static void written_remove(consume_sess_t *s, int32_t partition) {
+  written_t *w = written_find(s, partition);
+  if (w)
+    *w = s->written[--s->nwritten];
+}
+
+static void fifo_push(consume_sess_t *s, uint64_t pos, int32_t partition,
+                      int64_t next) {
+  if (s->fifo_len == s->fifo_cap) {
+    size_t cap = s->fifo_cap ? 2 * s->fifo_cap : 16;
+    pending_t *f = malloc(cap * sizeof(*f));
+    if (!f)
+      return; /* not committed now; a later record of it will be */
+    for (size_t i = 0; i < s->fifo_len; i++)
+      f[i] = s->fifo[(s->fifo_head + i) % s->fifo_cap];
+    free(s->fifo);
+    s->fifo = f;
+    s->fifo_cap = cap;
+    s->fifo_head = 0;
+  }
+  s->fifo[(s->fifo_head + s->fifo_len++) % s->fifo_cap] =
+      (pending_t){pos, partition, next};
+}
+
+/* Records the kernel has taken become committable. */
+static void written_advance(consume_sess_t *s) {
+  uint64_t done = s->conn ? kwp_conn_tx_written(s->conn) : 0;
+  while (s->fifo_len && s->fifo[s->fifo_head].pos <= done) {
+    pending_t *p = &s->fifo[s->fifo_head];
+    written_t *w = written_find(s, p->partition);
+    if (w && p->next > w->next)
+      w->next = p->next;
+    s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
+    s->fifo_len--;
+  }
+}
+
+/* After a flush: the records just handed over, by partition. */
+static void written_mark(consume_sess_t *s) {
+  uint64_t pos = kwp_conn_tx_total(s->conn);
+  int all_written = kwp_conn_tx_written(s->conn) >= pos;
+  for (size_t i = 0; i < s->nwritten; i++) {
+    written_t *w = &s->written[i];
+    if (w->staged < 0)
+      continue;
+    if (all_written && !s->fifo_len)
+      w->next = w->staged;
+    else
+      fifo_push(s, pos, w->partition, w->staged);
+    w->staged = -1;
+  }
+}
+
+/* --- commits --- */
+
+static void commit_send(consume_sess_t *s, const kwp_commit_pos_t *pos,
+                        size_t n) {
+  if (!n)
+    return;
+  rd_kafka_topic_partition_list_t *l =
+      rd_kafka_topic_partition_list_new((int)n);
+  for (size_t i = 0; i < n; i++)
+    rd_kafka_topic_partition_list_add(l, s->topic, pos[i].partition)->offset =
+        pos[i].offset;
+  rd_kafka_resp_err_t err = rd_kafka_commit_queue(s->rk, l, s->rkq, NULL, s);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err) {
+    s->commit_failures++;
+    KWP_LOG_RL(KWP_LOG_WARN, "kafka", "group %s: commit failed: %s",
+               s->group_id, rd_kafka_err2str(err));
+    return;
+  }
+  s->commits_inflight++;
+}
+
+/* autoCommit=true: commit what the kernel took since the last commit. */
+static void commit_written(consume_sess_t *s, int32_t only) {
+  kwp_commit_pos_t pos[64];
+  size_t n = 0;
+  written_advance(s);
+  for (size_t i = 0; i < s->nwritten; i++) {
+    written_t *w = &s->written[i];
+    if ((only >= 0 && w->partition != only) || w->next <= w->committed)
+      continue;
+    pos[n].partition = w->partition;
+    pos[n++].offset = w->next;
+    w->committed = w->next;
+    if (n == 64) {
+      commit_send(s, pos, n);
+      n = 0;
+    }
+  }
+  commit_send(s, pos, n);
+}
+
+static void commit_timer_cb(uv_timer_t *t) {
+  consume_sess_t *s = t->data;
+  if (s->state != ST_OPEN)
+    return;
+  if (s->auto_commit) {
+    commit_written(s, -1);
+  } else { /* commit-handler.auto-commit-enabled: commit what got old */
+    kwp_commit_pos_t pos[64];
+    size_t n = kwp_commit_take_older(
+        s->stack, now_ms(s),
+        (uint64_t)s->cfg->commit_handler.auto_commit_max_age_ms, pos, 64);
+    commit_send(s, pos, n);
+  }
+}
+
+/* --- frames out --- */
+
+static void frame_end(consume_sess_t *s) {
+  s->start[++s->nframes] = s->out.len;
+}
+
+static void flush(consume_sess_t *s) {
+  uv_buf_t bufs[FLUSH_FRAMES];
+  if (s->in_batch) {
+    kwp_sbuf_append(&s->out, "]", 1);
+    frame_end(s);
+    s->in_batch = 0;
+  }
+  if (s->out.oom) {
+    sess_fail(s, KWP_ENOMEM, "out of memory");
+  } else if (s->nframes && s->conn) {
+    for (unsigned i = 0; i < s->nframes; i++)
+      bufs[i] = uv_buf_init(s->out.data + s->start[i],
+                            (unsigned)(s->start[i + 1] - s->start[i]));
+    kwp_conn_ws_send_many(s->conn, KWP_WS_TEXT, bufs, s->nframes);
+    if (s->auto_commit)
+      written_mark(s);
+    if (kwp_conn_send_queued(s->conn) > s->cfg->server.max_buffered_send_bytes)
+      pause_set(s, CPAUSE_SENDQ);
+  }
+  s->out.len = 0;
+  s->out.oom = 0;
+  s->nframes = 0;
+  s->start[0] = 0;
+}
+
+static int header_at(const void *hdrs, size_t i, const char **name,
+                     const void **value, size_t *len) {
+  return rd_kafka_header_get_all((const rd_kafka_headers_t *)hdrs, i, name,
+                                 value, len) == 0
+             ? 0
+             : -1;
+}
+
+static void record_emit(consume_sess_t *s, rd_kafka_message_t *rkm) {
+  rd_kafka_headers_t *hdrs = NULL;
+  kwp_record_t r = {
+      .partition = rkm->partition,
+      .offset = rkm->offset,
+      .timestamp = rd_kafka_message_timestamp(rkm, NULL),
+      .key = rkm->key,
+      .key_len = rkm->key_len,
+      .value = rkm->payload,
+      .value_len = rkm->len,
+  };
+  if (rd_kafka_message_headers(rkm, &hdrs) == 0) {
+    r.header = header_at;
+    r.hdrs = hdrs;
+  }
+  if (s->batch > 1)
+    kwp_sbuf_append(&s->out, s->in_batch ? "," : "[", 1);
+  kwp_consume_record(&s->out, s->topic, s->key_fmt, s->val_fmt, &r);
+  if (s->batch <= 1) {
+    frame_end(s);
+  } else if (++s->in_batch == s->batch) {
+    kwp_sbuf_append(&s->out, "]", 1);
+    frame_end(s);
+    s->in_batch = 0;
+  }
+  if (s->stack) {
+    kwp_commit_push(s->stack, r.partition, r.offset, r.timestamp, now_ms(s));
+  } else {
+    written_t *w = written_find(s, r.partition);
+    if (w)
+      w->staged = r.offset + 1;
+  }
+  if (s->nframes == FLUSH_FRAMES || s->out.len >= FLUSH_BYTES)
+    flush(s);
+}
+
+static void rate_timer_cb(uv_timer_t *t) {
+  pause_clear(t->data, CPAUSE_RATE);
+}
+
+/* Take the rate tokens of one record; pause when over the rate. */
+static void rate_take(consume_sess_t *s) {
+  uint64_t now = now_ms(s), wait = 0, w;
+  if (s->rate_sock && (w = kwp_rate_take(s->rate_sock, now)) > wait)
+    wait = w;
+  if (s->rate_group && (w = kwp_rate_take(s->rate_group, now)) > wait)
+    wait = w;
+  if (wait) {
+    pause_set(s, CPAUSE_RATE);
+    uv_timer_start(&s->rate_timer, rate_timer_cb, wait, 0);
+  }
+}
+
+static void record_deliver(consume_sess_t *s, rd_kafka_message_t *rkm) {
+  record_emit(s, rkm);
+  rate_take(s);
+}
+
+static int hold(consume_sess_t *s, rd_kafka_event_t *rkev) {
+  if (s->nheld == s->held_cap) {
+    size_t cap = s->held_cap ? 2 * s->held_cap : 4;
+    rd_kafka_event_t **h = realloc(s->held, cap * sizeof(*h));
+    if (!h)
+      return -1;
+    s->held = h;
+    s->held_cap = cap;
+  }
+  s->held[s->nheld++] = rkev;
+  return 0;
+}
+
+static void release_held(consume_sess_t *s) {
+  size_t i = 0;
+  for (; i < s->nheld && !s->paused; i++) {
+    rd_kafka_message_t *rkm;
+    while (
+        (rkm = (rd_kafka_message_t *)rd_kafka_event_message_next(s->held[i])))
+      record_deliver(s, rkm);
+    rd_kafka_event_destroy(s->held[i]);
+  }
+  memmove(s->held, s->held + i, (s->nheld - i) * sizeof(*s->held));
+  s->nheld -= i;
+  flush(s);
+}
+
+/* --- Kafka events --- */
+
+static void on_fetch(consume_sess_t *s, rd_kafka_event_t *rkev) {
+  const rd_kafka_message_t *m = rd_kafka_event_message_next(rkev);
+  if (!m || s->state != ST_OPEN || !s->conn) {
+    rd_kafka_event_destroy(rkev);
+    return;
+  }
+  if (m->err) {
+    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
+      sess_fail(s, KWP_EKAFKA,
+                "no committed offset and offsetResetStrategy is none");
+    else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+      KWP_LOG_RL(KWP_LOG_WARN, "kafka", "group %s topic %s: %s", s->group_id,
+                 s->topic, rd_kafka_message_errstr(m));
+    rd_kafka_event_destroy(rkev);
+    return;
+  }
+  /* Fetched before a pause took effect: keep it for the resume (bounded
+   * by what librdkafka had prefetched). */
+  if (s->paused && hold(s, rkev) == 0)
+    return;
+  record_deliver(s, (rd_kafka_message_t *)m);
+  rd_kafka_event_destroy(rkev);
+}
+
+static void drop_revoked(consume_sess_t *s,
+                         const rd_kafka_topic_partition_list_t *parts) {
+  for (int i = 0; i < parts->cnt; i++) {
+    int32_t p = parts->elems[i].partition;
+    if (s->stack)
+      kwp_commit_drop(s->stack, p);
+    else {
+      commit_written(s, p); /* best effort; the group moves on anyway */
+      written_remove(s, p);
+    }
+    size_t k = 0;
+    for (size_t j = 0; j < s->nheld; j++) {
+      const rd_kafka_message_t *m = rd_kafka_event_message_next(s->held[j]);
+      if (m && m->partition == p)
+        rd_kafka_event_destroy(s->held[j]);
+      else
+        s->held[k++] = s->held[j];
+    }
+    s->nheld = k;
+  }
+}
+
+static void on_rebalance(consume_sess_t *s, rd_kafka_event_t *rkev) {
+  rd_kafka_resp_err_t err = rd_kafka_event_error(rkev);
+  rd_kafka_topic_partition_list_t *parts =
+      rd_kafka_event_topic_partition_list(rkev);
+  int coop = !strcmp(rd_kafka_rebalance_protocol(s->rk), "COOPERATIVE");
+  flush(s); /* what was fetched before goes out first */
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (coop)
+      rd_kafka_error_destroy(rd_kafka_incremental_assign(s->rk, parts));
+    else
+      rd_kafka_assign(s->rk, parts);
+    for (int i = 0; s->auto_commit && i < parts->cnt; i++)
+      written_add(s, parts->elems[i].partition);
+    if (s->paused)
+      rd_kafka_pause_partitions(s->rk, parts);
+  } else {
+    drop_revoked(s, parts);
+    if (coop)
+      rd_kafka_error_destroy(rd_kafka_incremental_unassign(s->rk, parts));
+    else
+      rd_kafka_assign(s->rk, NULL);
+  }
+}
+
+static void close_consumer(consume_sess_t *s);
+
+static void on_committed(consume_sess_t *s, rd_kafka_event_t *rkev) {
+  rd_kafka_resp_err_t err = rd_kafka_event_error(rkev);
+  s->commits_inflight--;
+  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    s->commit_failures++;
+    KWP_LOG_RL(KWP_LOG_WARN, "kafka", "group %s: commit failed: %s",
+               s->group_id, rd_kafka_err2str(err));
+  }
+  if (s->state == ST_COMMITTING && s->commits_inflight == 0)
+    close_consumer(s);
+}
+
+static void on_event(rd_kafka_event_t *rkev, void *arg) {
+  consume_sess_t *s = arg;
+  switch (rd_kafka_event_type(rkev)) {
+  case RD_KAFKA_EVENT_FETCH:
+    on_fetch(s, rkev);
+    return; /* on_fetch owns it */
+  case RD_KAFKA_EVENT_REBALANCE:
+    on_rebalance(s, rkev);
+    break;
+  case RD_KAFKA_EVENT_OFFSET_COMMIT:
+    on_committed(s, rkev);
+    break;
+  case RD_KAFKA_EVENT_ERROR:
+    if (rd_kafka_event_error_is_fatal(rkev))
+      sess_fail(s, KWP_EKAFKA, rd_kafka_event_error_string(rkev));
+    else
+      KWP_LOG_RL(KWP_LOG_WARN, "kafka", "consumer of group %s: %s", s->group_id,
+                 rd_kafka_event_error_string(rkev));
+    break;
+  default:
+    break;
+  }
+  rd_kafka_event_destroy(rkev);
+}
+
+static void on_drained(void *arg) {
+  consume_sess_t *s = arg;
+  if (s->state == ST_OPEN)
+    flush(s);
+}
+
+/* --- socket callbacks --- */
+
+static int consume_message(kwp_conn_t *conn, void *state, int opcode,
+                           const uint8_t *data, size_t len) {
+  consume_sess_t *s = state;
+  char id[KWP_PARAM_MAX * 2 + 64];
+  const char *why;
+  kwp_commit_pos_t pos;
+  if (s->auto_commit)
+    return 0; /* as the reference: inbound frames are ignored */
+  if (opcode != KWP_WS_TEXT) {
+    kwp_consume_error(&s->out, KWP_CERR_UNSUPPORTED_FRAME, NULL,
+                      "binary frames are not accepted with socketPayload=json");
+  } else if (kwp_consume_commit_parse((const char *)data, len, id, sizeof(id),
+                                      &why) < 0) {
+    kwp_consume_error(&s->out, KWP_CERR_INVALID_COMMIT, NULL, why);
+  } else if (kwp_commit_take(s->stack, id, strlen(id), &pos) != 0) {
+    kwp_consume_error(&s->out, KWP_CERR_UNKNOWN_ID, id,
+                      "no uncommitted record with this id (already committed, "
+                      "dropped from a full stack, or of a revoked partition)");
+  } else {
+    commit_send(s, &pos, 1);
+    return 0;
+  }
+  frame_end(s);
+  flush(s);
+  return 0;
+}
+
+static void consume_writable(kwp_conn_t *conn, void *state) {
+  consume_sess_t *s = state;
+  if (s->auto_commit)
+    written_advance(s);
+  pause_clear(s, CPAUSE_SENDQ);
+}
+
+static void handle_closed(uv_handle_t *h) {
+  sess_unref(h->data);
+}
+
+static void destroy_work(uv_work_t *w) {
+  consume_sess_t *s = w->data;
+  /* Joins librdkafka's threads: off the loop. */
+  rd_kafka_destroy_flags(s->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+static void destroy_done(uv_work_t *w, int status) {
+  sess_unref(w->data);
+}
+
+static void bridge_closed(void *arg) {
+  consume_sess_t *s = arg;
+  rd_kafka_queue_destroy(s->rkq);
+  s->destroy.data = s;
+  if (uv_queue_work(kwp_worker_loop(s->wk), &s->destroy, destroy_work,
+                    destroy_done) != 0) {
+    destroy_work(&s->destroy);
+    sess_unref(s);
+  }
+}
+
+static void close_poll(uv_timer_t *t) {
+  consume_sess_t *s = t->data;
+  if (!rd_kafka_consumer_closed(s->rk))
+    return;
+  s->state = ST_DONE;
+  uv_timer_stop(&s->close_timer);
+  uv_close((uv_handle_t *)&s->close_timer, handle_closed);
+  kwp_kbridge_close(s->kb, bridge_closed, s);
+}
+
+/* Leave the group without blocking: librdkafka closes in the background and
+ * sends its last rebalance events through our queue. */
+static void close_consumer(consume_sess_t *s) {
+  if (s->state == ST_CLOSING || s->state == ST_DONE)
+    return;
+  s->state = ST_CLOSING;
+  rd_kafka_error_t *e = rd_kafka_consumer_close_queue(s->rk, s->rkq);
+  if (e) {
+    KWP_LOG(KWP_LOG_WARN, "kafka", "group %s: consumer close: %s", s->group_id,
+            rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+  }
+  uv_timer_start(&s->close_timer, close_poll, CLOSE_POLL_MS, CLOSE_POLL_MS);
+}
+
+/* Commits still in flight had their chance. */
+static void commit_wait_over(uv_timer_t *t) {
+  consume_sess_t *s = t->data;
+  KWP_LOG(KWP_LOG_WARN, "kafka",
+          "group %s: %d commit(s) unanswered when the socket closed",
+          s->group_id, s->commits_inflight);
+  uv_timer_stop(t);
+  close_consumer(s);
+}
+
+static void consume_close(kwp_conn_t *conn, void *state) {
+  consume_sess_t *s = state;
+  if (s->auto_commit)
+    commit_written(s, -1);
+  s->conn = NULL;
+  s->state = ST_COMMITTING;
+  uv_timer_stop(&s->rate_timer);
+  uv_close((uv_handle_t *)&s->rate_timer, handle_closed);
+  uv_close((uv_handle_t *)&s->commit_timer, handle_closed);
+  if (s->commits_inflight == 0)
+    close_consumer(s);
+  else
+    uv_timer_start(&s->close_timer, commit_wait_over,
+                   (uint64_t)s->cfg->server.shutdown_grace_period_ms, 0);
+  sess_unref(s);
+}
+
+static int consume_open(kwp_conn_t *conn, void **state) {
+  return 0;
+}
+
+static const kwp_ws_handler_t consume_handler = {
+    .name = "consume",
+    .open = consume_open,
+    .message = consume_message,
+    .writable = consume_writable,
+    .close = consume_close,
+};
+
+/* --- the Kafka consumer --- */
+
+/* Our defaults keep a socket's prefetch small; the user's
+ * consumer.kafka-client-properties win. */
+static const char *const small_buffers[][2] = {
+    {"queued.max.messages.kbytes", "1024"},
+    {"queued.min.messages", "1000"},
+    {"fetch.max.bytes", "1048576"},
+    {"enable.partition.eof", "false"},
+};
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
+                    char *errbuf, size_t errlen) {
+  return rd_kafka_conf_set(conf, k, v, errbuf, errlen) == RD_KAFKA_CONF_OK ? 0
+                                                                           : -1;
+}
+
+static rd_kafka_t *consumer_create(consume_sess_t *s, char *errbuf,
+                                   size_t errlen) {
+  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
+  const kwp_props_t *props = &s->cfg->consumer.kafka_client_properties;
+  rd_kafka_conf_t *conf =
+      kwp_kafka_conf_new(ctx->kafka, props, KWP_KAFKA_CONSUMER, errbuf, errlen);
+  if (!conf)
+    return NULL;
+  for (size_t i = 0; i < sizeof(small_buffers) / sizeof(small_buffers[0]); i++)
+    if (!kwp_props_get(props, small_buffers[i][0]) &&
+        conf_set(conf, small_buffers[i][0], small_buffers[i][1], errbuf,
+                 errlen) != 0)
+      goto fail;
+  if (conf_set(conf, "group.id", s->group_id, errbuf, errlen) ||
+      conf_set(conf, "client.id", s->client_id, errbuf, errlen) ||
+      conf_set(conf, "auto.offset.reset",
+               !strcmp(s->reset, "none") ? "error" : s->reset, errbuf,
+               errlen) ||
+      conf_set(conf, "isolation.level", s->isolation, errbuf, errlen) ||
+      conf_set(conf, "enable.auto.commit", "false", errbuf, errlen) ||
+      conf_set(conf, "enable.auto.offset.store", "false", errbuf, errlen))
+    goto fail;
+  rd_kafka_conf_set_events(
+      conf, RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_REBALANCE |
+                RD_KAFKA_EVENT_OFFSET_COMMIT | RD_KAFKA_EVENT_ERROR);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errlen);
+  if (rk)
+    return rk;
+fail:
+  rd_kafka_conf_destroy(conf);
+  return NULL;
+}
+
+static int consumer_start(consume_sess_t *s, char *errbuf, size_t errlen) {
+  if (!(s->rk = consumer_create(s, errbuf, errlen)))
+    return -1;
+  rd_kafka_poll_set_consumer(s->rk); /* one queue for everything */
+  s->rkq = rd_kafka_queue_get_consumer(s->rk);
+  s->kb = kwp_kbridge_new(kwp_worker_loop(s->wk), s->rkq, on_event, s, errbuf,
+                          errlen);
+  rd_kafka_topic_partition_list_t *topics =
+      rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, s->topic, RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err =
+      s->kb ? rd_kafka_subscribe(s->rk, topics) : RD_KAFKA_RESP_ERR__FAIL;
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (err == 0) {
+    kwp_kbridge_set_drained(s->kb, on_drained);
+    return 0;
+  }
+  if (s->kb) {
+    snprintf(errbuf, errlen, "%s", rd_kafka_err2str(err));
+    kwp_kbridge_close(s->kb, NULL, NULL);
+  }
+  rd_kafka_queue_destroy(s->rkq);
+  rd_kafka_destroy(s->rk); /* never joined a group: returns at once */
+  return -1;
+}
+
+/* --- upgrade validation --- */
+
+static int choice_param(const char *url, const char *name, char *out,
+                        const char *const *allowed, int *err, char *msg,
+                        size_t msglen) {
+  int r = kwp_param(url, name, out, err, msg, msglen);
+  if (r <= 0) {
+    if (r == 0)
+      strcpy(out, allowed[0]);
+    return r;
+  }
+  for (const char *const *a = allowed; *a; a++)
+    if (!strcasecmp(out, *a)) {
+      strcpy(out, *a);
+      return 1;
+    }
+  *err = KWP_EBADREQ;
+  if (!strcmp(name, "isolationLevel"))
+    snprintf(msg, msglen,
+             "Read isolation '%s' is not a valid value. Please use one of "
+             "'read_committed' or 'read_uncommitted'.",
+             out);
+  else
+    snprintf(msg, msglen, "%s is not a valid offset reset strategy", out);
+  return -1;
+}
+
+static int parse_params(consume_sess_t *s, const char *url, int *err, char *msg,
+                        size_t msglen) {
+  static const char *const resets[] = {"earliest", "latest", "none", NULL};
+  static const char *const isolations[] = {"read_uncommitted", "read_committed",
+                                           NULL};
+  s->val_fmt = KWP_FMT_STRING;
+  s->auto_commit = 1;
+  if (kwp_param_required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
+      kwp_param_required(url, "topic", s->topic, err, msg, msglen) < 0 ||
+      kwp_param(url, "groupId", s->group_id, err, msg, msglen) < 0 ||
+      kwp_param_payload(url, err, msg, msglen) < 0 ||
+      kwp_param_format(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||
+      kwp_param_format(url, "valType", &s->val_fmt, err, msg, msglen) < 0 ||
+      choice_param(url, "offsetResetStrategy", s->reset, resets, err, msg,
+                   msglen) < 0 ||
+      choice_param(url, "isolationLevel", s->isolation, isolations, err, msg,
+                   msglen) < 0 ||
+      kwp_param_positive(url, "rate", 1000000000, &s->rate, err, msg, msglen) <
+          0 ||
+      kwp_param_positive(url, "batchSize", 100000, &s->batch, err, msg,
+                         msglen) < 0 ||
+      kwp_param_bool(url, "autoCommit", &s->auto_commit, err, msg, msglen) < 0)
+    return -1;
+  if (!*s->group_id)
+    snprintf(s->group_id, sizeof(s->group_id), "%.*s-group", KWP_PARAM_MAX - 8,
+             s->client_id);
+  return 0;
+}
+
+static const kwp_client_limit_t *group_limit(const kwp_config_t *cfg,
+                                             const char *group) {
+  const kwp_limits_t *l = &cfg->consumer.limits;
+  for (size_t i = 0; i < l->client_specific_count; i++)
+    if (!strcmp(l->client_specific[i].id, group))
+      return &l->client_specific[i];
+  return NULL;
+}
+
+/* Rate buckets and batch size from the parameters and consumer.limits. */
+static int apply_limits(consume_sess_t *s) {
+  const kwp_limits_t *l = &s->cfg->consumer.limits;
+  const kwp_client_limit_t *g = group_limit(s->cfg, s->group_id);
+  int64_t group_rate = g && g->messages_per_second >= 0
+                           ? g->messages_per_second
+                           : l->default_messages_per_second;
+  char id[KWP_PARAM_MAX + 32];
+  if (!s->batch)
+    s->batch = g && g->batch_size >= 0 ? g->batch_size : l->default_batch_size;
+  if (s->rate > 0) { /* a bucket of this socket's own */
+    snprintf(id, sizeof(id), "\x01socket\x01%llu",
+             (unsigned long long)kwp_conn_id(s->conn));
+    if (!(s->rate_sock = kwp_rate_acquire(id, s->rate)))
+      return -1;
+  }
+  if (group_rate > 0) { /* shared by the group's sockets on this node */
+    snprintf(id, sizeof(id), "\x01group\x01%s", s->group_id);
+    if (!(s->rate_group = kwp_rate_acquire(id, group_rate)))
+      return -1;
+  }
+  return 0;
+}
+
+static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
+  char errbuf[256];
+  uv_loop_t *loop = kwp_worker_loop(s->wk);
+  if (apply_limits(s) != 0 ||
+      (!s->auto_commit &&
+       !(s->stack = kwp_commit_new(
+             s->topic, (size_t)s->cfg->commit_handler.max_stack_size)))) {
+    snprintf(msg, msglen, "Internal server error");
+    return KWP_ENOMEM;
+  }
+  if (consumer_start(s, errbuf, sizeof(errbuf)) != 0) {
+    snprintf(msg, msglen, "Cannot start the Kafka consumer: %s", errbuf);
+    return KWP_EUNAVAILABLE;
+  }
+  uv_timer_init(loop, &s->rate_timer);
+  uv_timer_init(loop, &s->commit_timer);
+  uv_timer_init(loop, &s->close_timer);
+  s->rate_timer.data = s->commit_timer.data = s->close_timer.data = s;
+  /* The socket, three timers and the consumer's destroy. */
+  s->refs = 5;
+  int64_t every = s->auto_commit ? s->cfg->consumer.auto_commit_interval_ms
+                  : s->cfg->commit_handler.auto_commit_enabled
+                      ? s->cfg->commit_handler.auto_commit_interval_ms
+                      : 0;
+  if (every > 0)
+    uv_timer_start(&s->commit_timer, commit_timer_cb, (uint64_t)every,
+                   (uint64_t)every);
+  return 0;
+}
+
+static void sess_discard(consume_sess_t *s) {
+  s->refs = 1;
+  sess_unref(s);
+}
+
+static void topic_checked(void *arg, int partitions) {
+  consume_sess_t *s = arg;
+  char msg[KWP_PARAM_MAX + 320];
+  int err = 0;
+  if (partitions == KWP_ENOTFOUND) {
+    err = KWP_EBADREQ;
+    snprintf(msg, sizeof(msg), "Topic %s was not found", s->topic);
+  } else if (partitions < 0) {
+    err = KWP_EUNAVAILABLE;
+    snprintf(msg, sizeof(msg), "Kafka cluster is unreachable");
+  } else {
+    err = sess_init(s, msg, sizeof(msg));
+  }
+  kwp_upgrade_cb done = s->done;
+  kwp_conn_t *conn = s->conn;
+  if (err) {
+    sess_discard(s);
+    done(conn, NULL, NULL, err, msg);
+    return;
+  }
+  done(conn, &consume_handler, s, 0, NULL);
+}
+
+void kwp_consume_upgrade(kwp_conn_t *conn, const char *url,
+                         kwp_upgrade_cb done) {
+  char msg[KWP_PARAM_MAX + 128];
+  int err = KWP_ENOMEM;
+  consume_sess_t *s = calloc(1, sizeof(*s));
+  if (s) {
+    s->wk = kwp_conn_worker(conn);
+    s->cfg = kwp_worker_ctx(s->wk)->cfg;
+    s->conn = conn;
+  }
+  if (!s || parse_params(s, url, &err, msg, sizeof(msg)) != 0) {
+    if (!s)
+      snprintf(msg, sizeof(msg), "Internal server error");
+    free(s);
+    done(conn, NULL, NULL, err, msg);
+    return;
+  }
+  s->done = done;
+  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
+  if (kwp_kafka_topic_lookup(ctx->kafka, kwp_worker_loop(s->wk), s->topic,
+                             topic_checked, s) != 0) {
+    free(s);
+    done(conn, NULL, NULL, KWP_EINTERNAL, "Internal server error");
+  }
+}
