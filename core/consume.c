@@ -11,6 +11,7 @@
 #include "codec/consume.h"
 #include "codec/ws.h"
 #include "commit/commit.h"
+#include "commit/written.h"
 #include "core/endpoint.h"
 #include "core/error.h"
 #include "core/kafka.h"
@@ -30,21 +31,6 @@
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
-
-/* autoCommit=true: per assigned partition, the next offset to commit. */
-typedef struct written {
-  int32_t partition;
-  int64_t staged;    /* emitted in the frames not yet handed over, or -1 */
-  int64_t next;      /* the kernel took every record before it, or -1 */
-  int64_t committed; /* last committed, or -1 */
-} written_t;
-
-/* Records handed to the socket but still in its send queue. */
-typedef struct pending {
-  uint64_t pos; /* kwp_conn_tx_total() after them */
-  int32_t partition;
-  int64_t next;
-} pending_t;
 
 typedef struct consume_sess {
   kwp_conn_t *conn;    /* NULL once the socket is gone */
@@ -72,10 +58,7 @@ typedef struct consume_sess {
   size_t nheld, held_cap;
   kwp_rate_t *rate_sock, *rate_group;
   uv_timer_t rate_timer, commit_timer, close_timer;
-  written_t *written;
-  size_t nwritten, written_cap;
-  pending_t *fifo;
-  size_t fifo_head, fifo_len, fifo_cap;
+  kwp_written_t *written; /* autoCommit=true */
   int commits_inflight;
   uint64_t commit_failures;
   uv_work_t destroy;
@@ -92,9 +75,8 @@ static void sess_unref(consume_sess_t *s) {
     kwp_rate_release(s->rate_group);
   kwp_commit_free(s->stack);
   kwp_sbuf_free(&s->out);
+  kwp_written_free(s->written);
   free(s->held);
-  free(s->written);
-  free(s->fifo);
   free(s);
 }
 
@@ -144,82 +126,6 @@ static void pause_clear(consume_sess_t *s, int bit) {
     partitions_pause(s, 0);
 }
 
-/* --- autoCommit=true bookkeeping --- */
-
-static written_t *written_find(consume_sess_t *s, int32_t partition) {
-  for (size_t i = 0; i < s->nwritten; i++)
-    if (s->written[i].partition == partition)
-      return &s->written[i];
-  return NULL;
-}
-
-static void written_add(consume_sess_t *s, int32_t partition) {
-  if (written_find(s, partition))
-    return;
-  if (s->nwritten == s->written_cap) {
-    size_t cap = s->written_cap ? 2 * s->written_cap : 8;
-    written_t *w = realloc(s->written, cap * sizeof(*w));
-    if (!w)
-      return; /* its records are then not auto-committed: redelivered */
-    s->written = w;
-    s->written_cap = cap;
-  }
-  s->written[s->nwritten++] = (written_t){partition, -1, -1, -1};
-}
-
-static void written_remove(consume_sess_t *s, int32_t partition) {
-  written_t *w = written_find(s, partition);
-  if (w)
-    *w = s->written[--s->nwritten];
-}
-
-static void fifo_push(consume_sess_t *s, uint64_t pos, int32_t partition,
-                      int64_t next) {
-  if (s->fifo_len == s->fifo_cap) {
-    size_t cap = s->fifo_cap ? 2 * s->fifo_cap : 16;
-    pending_t *f = malloc(cap * sizeof(*f));
-    if (!f)
-      return; /* not committed now; a later record of it will be */
-    for (size_t i = 0; i < s->fifo_len; i++)
-      f[i] = s->fifo[(s->fifo_head + i) % s->fifo_cap];
-    free(s->fifo);
-    s->fifo = f;
-    s->fifo_cap = cap;
-    s->fifo_head = 0;
-  }
-  s->fifo[(s->fifo_head + s->fifo_len++) % s->fifo_cap] =
-      (pending_t){pos, partition, next};
-}
-
-/* Records the kernel has taken become committable. */
-static void written_advance(consume_sess_t *s) {
-  uint64_t done = s->conn ? kwp_conn_tx_written(s->conn) : 0;
-  while (s->fifo_len && s->fifo[s->fifo_head].pos <= done) {
-    pending_t *p = &s->fifo[s->fifo_head];
-    written_t *w = written_find(s, p->partition);
-    if (w && p->next > w->next)
-      w->next = p->next;
-    s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
-    s->fifo_len--;
-  }
-}
-
-/* After a flush: the records just handed over, by partition. */
-static void written_mark(consume_sess_t *s) {
-  uint64_t pos = kwp_conn_tx_total(s->conn);
-  int all_written = kwp_conn_tx_written(s->conn) >= pos;
-  for (size_t i = 0; i < s->nwritten; i++) {
-    written_t *w = &s->written[i];
-    if (w->staged < 0)
-      continue;
-    if (all_written && !s->fifo_len)
-      w->next = w->staged;
-    else
-      fifo_push(s, pos, w->partition, w->staged);
-    w->staged = -1;
-  }
-}
-
 /* --- commits --- */
 
 static void commit_send(consume_sess_t *s, const kwp_commit_pos_t *pos,
@@ -245,21 +151,11 @@ static void commit_send(consume_sess_t *s, const kwp_commit_pos_t *pos,
 /* autoCommit=true: commit what the kernel took since the last commit. */
 static void commit_written(consume_sess_t *s, int32_t only) {
   kwp_commit_pos_t pos[64];
-  size_t n = 0;
-  written_advance(s);
-  for (size_t i = 0; i < s->nwritten; i++) {
-    written_t *w = &s->written[i];
-    if ((only >= 0 && w->partition != only) || w->next <= w->committed)
-      continue;
-    pos[n].partition = w->partition;
-    pos[n++].offset = w->next;
-    w->committed = w->next;
-    if (n == 64) {
-      commit_send(s, pos, n);
-      n = 0;
-    }
-  }
-  commit_send(s, pos, n);
+  size_t n;
+  if (s->conn)
+    kwp_written_advance(s->written, kwp_conn_tx_written(s->conn));
+  while ((n = kwp_written_take(s->written, only, pos, 64)) > 0)
+    commit_send(s, pos, n);
 }
 
 static void commit_timer_cb(uv_timer_t *t) {
@@ -298,7 +194,8 @@ static void flush(consume_sess_t *s) {
                             (unsigned)(s->start[i + 1] - s->start[i]));
     kwp_conn_ws_send_many(s->conn, KWP_WS_TEXT, bufs, s->nframes);
     if (s->auto_commit)
-      written_mark(s);
+      kwp_written_handed(s->written, kwp_conn_tx_total(s->conn),
+                         kwp_conn_tx_written(s->conn));
     if (kwp_conn_send_queued(s->conn) > s->cfg->server.max_buffered_send_bytes)
       pause_set(s, CPAUSE_SENDQ);
   }
@@ -344,9 +241,7 @@ static void record_emit(consume_sess_t *s, rd_kafka_message_t *rkm) {
   if (s->stack) {
     kwp_commit_push(s->stack, r.partition, r.offset, r.timestamp, now_ms(s));
   } else {
-    written_t *w = written_find(s, r.partition);
-    if (w)
-      w->staged = r.offset + 1;
+    kwp_written_stage(s->written, r.partition, r.offset);
   }
   if (s->nframes == FLUSH_FRAMES || s->out.len >= FLUSH_BYTES)
     flush(s);
@@ -435,7 +330,7 @@ static void drop_revoked(consume_sess_t *s,
       kwp_commit_drop(s->stack, p);
     else {
       commit_written(s, p); /* best effort; the group moves on anyway */
-      written_remove(s, p);
+      kwp_written_revoke(s->written, p);
     }
     size_t k = 0;
     for (size_t j = 0; j < s->nheld; j++) {
@@ -460,8 +355,8 @@ static void on_rebalance(consume_sess_t *s, rd_kafka_event_t *rkev) {
       rd_kafka_error_destroy(rd_kafka_incremental_assign(s->rk, parts));
     else
       rd_kafka_assign(s->rk, parts);
-    for (int i = 0; s->auto_commit && i < parts->cnt; i++)
-      written_add(s, parts->elems[i].partition);
+    for (int i = 0; s->written && i < parts->cnt; i++)
+      kwp_written_assign(s->written, parts->elems[i].partition);
     if (s->paused)
       rd_kafka_pause_partitions(s->rk, parts);
   } else {
@@ -549,8 +444,8 @@ static int consume_message(kwp_conn_t *conn, void *state, int opcode,
 
 static void consume_writable(kwp_conn_t *conn, void *state) {
   consume_sess_t *s = state;
-  if (s->auto_commit)
-    written_advance(s);
+  if (s->written)
+    kwp_written_advance(s->written, kwp_conn_tx_written(conn));
   pause_clear(s, CPAUSE_SENDQ);
 }
 
@@ -812,6 +707,7 @@ static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
   char errbuf[256];
   uv_loop_t *loop = kwp_worker_loop(s->wk);
   if (apply_limits(s) != 0 ||
+      (s->auto_commit && !(s->written = kwp_written_new())) ||
       (!s->auto_commit &&
        !(s->stack = kwp_commit_new(
              s->topic, (size_t)s->cfg->commit_handler.max_stack_size)))) {

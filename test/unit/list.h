@@ -1,5 +1,6 @@
 /* Every unit test, by module. Each module keeps its own list file. */
 #include "test/unit/list_codec.h"
 #include "test/unit/list_config.h"
+#include "test/unit/list_consume.h"
 #include "test/unit/list_core.h"
 #include "test/unit/list_produce.h"

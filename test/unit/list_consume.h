@@ -1,0 +1,11 @@
+/* consume path tests */
+KWP_TEST_ENTRY(commit_stack_take)
+KWP_TEST_ENTRY(commit_stack_overflow_drops_oldest)
+KWP_TEST_ENTRY(commit_stack_ids_with_dashes)
+KWP_TEST_ENTRY(commit_stack_take_older)
+KWP_TEST_ENTRY(written_waits_for_the_kernel)
+KWP_TEST_ENTRY(consume_record_frame)
+KWP_TEST_ENTRY(consume_record_formats)
+KWP_TEST_ENTRY(consume_record_undecodable)
+KWP_TEST_ENTRY(consume_commit_parse)
+KWP_TEST_ENTRY(consume_params)

@@ -1,0 +1,311 @@
+/* The consumer side: commit-handler stacks, autoCommit bookkeeping, record
+ * frames, commit frames and the /socket/out parameters. */
+#include "codec/consume.h"
+#include "commit/commit.h"
+#include "commit/written.h"
+#include "core/error.h"
+#include "core/params.h"
+#include "test/unit/unit.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+
+static int take(kwp_commit_t *c, const char *id, kwp_commit_pos_t *pos) {
+  return kwp_commit_take(c, id, strlen(id), pos);
+}
+
+KWP_TEST(commit_stack_take) {
+  kwp_commit_t *c = kwp_commit_new("t", 100);
+  kwp_commit_pos_t pos;
+  for (int64_t o = 10; o < 15; o++)
+    ASSERT_EQ(kwp_commit_push(c, 0, o, 1000 + o, 0), 0);
+  ASSERT_EQ(kwp_commit_push(c, 1, 3, 7, 0), 0);
+  ASSERT_EQ(kwp_commit_count(c), 6);
+  ASSERT_EQ(take(c, "t-0-12-1012", &pos), 0);
+  ASSERT_EQ(pos.partition, 0);
+  ASSERT_EQ(pos.offset, 13);
+  ASSERT_EQ(kwp_commit_count(c), 3); /* 10, 11, 12 cleared */
+  ASSERT_EQ(take(c, "t-0-11-1011", &pos), KWP_ENOTFOUND); /* older: gone */
+  ASSERT_EQ(take(c, "t-0-13-9999", &pos), KWP_ENOTFOUND); /* wrong ts */
+  ASSERT_EQ(take(c, "u-0-13-1013", &pos), KWP_ENOTFOUND); /* other topic */
+  ASSERT_EQ(take(c, "t-0-13-1013x", &pos), KWP_ENOTFOUND);
+  ASSERT_EQ(take(c, "t-0-13", &pos), KWP_ENOTFOUND);
+  ASSERT_EQ(take(c, "", &pos), KWP_ENOTFOUND);
+  ASSERT_EQ(take(c, "t-1-3-7", &pos), 0);
+  ASSERT_EQ(pos.partition, 1);
+  ASSERT_EQ(pos.offset, 4);
+  ASSERT_EQ(take(c, "t-0-14-1014", &pos), 0);
+  ASSERT_EQ(pos.offset, 15);
+  ASSERT_EQ(kwp_commit_count(c), 0);
+  kwp_commit_free(c);
+}
+
+KWP_TEST(commit_stack_overflow_drops_oldest) {
+  kwp_commit_t *c = kwp_commit_new("t", 3);
+  kwp_commit_pos_t pos;
+  char id[64];
+  for (int64_t o = 0; o < 10; o++)
+    ASSERT_EQ(kwp_commit_push(c, 2, o, o, 0), 0);
+  ASSERT_EQ(kwp_commit_count(c), 3);
+  ASSERT_EQ(take(c, "t-2-0-0", &pos), KWP_ENOTFOUND);
+  ASSERT_EQ(take(c, "t-2-6-6", &pos), KWP_ENOTFOUND);
+  snprintf(id, sizeof(id), "t-2-%d-%d", 9, 9);
+  ASSERT_EQ(take(c, id, &pos), 0);
+  ASSERT_EQ(pos.offset, 10); /* covers the dropped ones too */
+  /* A revoked partition starts over. */
+  ASSERT_EQ(kwp_commit_push(c, 2, 20, 1, 0), 0);
+  kwp_commit_drop(c, 2);
+  ASSERT_EQ(take(c, "t-2-20-1", &pos), KWP_ENOTFOUND);
+  ASSERT_EQ(kwp_commit_push(c, 2, 5, 1, 0), 0);
+  ASSERT_EQ(take(c, "t-2-5-1", &pos), 0);
+  kwp_commit_free(c);
+}
+
+KWP_TEST(commit_stack_ids_with_dashes) {
+  kwp_commit_t *c = kwp_commit_new("my-topic-1", 10);
+  kwp_commit_pos_t pos;
+  ASSERT_EQ(kwp_commit_push(c, 1, 7, -1, 0), 0); /* no timestamp: -1 */
+  ASSERT_EQ(take(c, "my-topic-1-1-7--1", &pos), 0);
+  ASSERT_EQ(pos.partition, 1);
+  ASSERT_EQ(pos.offset, 8);
+  kwp_commit_free(c);
+}
+
+KWP_TEST(commit_stack_take_older) {
+  kwp_commit_t *c = kwp_commit_new("t", 100);
+  kwp_commit_pos_t pos[4];
+  ASSERT_EQ(kwp_commit_push(c, 0, 1, 1, 100), 0);
+  ASSERT_EQ(kwp_commit_push(c, 0, 2, 2, 200), 0);
+  ASSERT_EQ(kwp_commit_push(c, 0, 3, 3, 900), 0);
+  ASSERT_EQ(kwp_commit_push(c, 1, 5, 5, 950), 0);
+  ASSERT_EQ(kwp_commit_take_older(c, 1000, 500, pos, 4), 1);
+  ASSERT_EQ(pos[0].partition, 0);
+  ASSERT_EQ(pos[0].offset, 3); /* newest older than 500 ms: offset 2 */
+  ASSERT_EQ(kwp_commit_count(c), 2);
+  ASSERT_EQ(kwp_commit_take_older(c, 1000, 500, pos, 4), 0);
+  ASSERT_EQ(kwp_commit_take_older(c, 2000, 500, pos, 4), 2);
+  ASSERT_EQ(kwp_commit_count(c), 0);
+  kwp_commit_free(c);
+}
+
+KWP_TEST(written_waits_for_the_kernel) {
+  kwp_written_t *w = kwp_written_new();
+  kwp_commit_pos_t pos[4];
+  ASSERT_EQ(kwp_written_assign(w, 0), 0);
+  ASSERT_EQ(kwp_written_assign(w, 1), 0);
+  /* Taken at once by the kernel: committable now. */
+  kwp_written_stage(w, 0, 4);
+  kwp_written_handed(w, 100, 100);
+  ASSERT_EQ(kwp_written_take(w, -1, pos, 4), 1);
+  ASSERT_EQ(pos[0].offset, 5);
+  ASSERT_EQ(kwp_written_take(w, -1, pos, 4), 0); /* already taken */
+  /* Queued: only once the socket wrote past them. */
+  kwp_written_stage(w, 0, 9);
+  kwp_written_stage(w, 1, 2);
+  kwp_written_handed(w, 300, 150);
+  ASSERT_EQ(kwp_written_take(w, -1, pos, 4), 0);
+  kwp_written_stage(w, 0, 12);
+  kwp_written_handed(w, 400, 150);
+  kwp_written_advance(w, 299);
+  ASSERT_EQ(kwp_written_take(w, -1, pos, 4), 0);
+  kwp_written_advance(w, 300);
+  ASSERT_EQ(kwp_written_take(w, 1, pos, 4), 1); /* only partition 1 */
+  ASSERT_EQ(pos[0].partition, 1);
+  ASSERT_EQ(pos[0].offset, 3);
+  ASSERT_EQ(kwp_written_take(w, -1, pos, 4), 1);
+  ASSERT_EQ(pos[0].offset, 10);
+  /* A revoked partition's queued records are never committed here. */
+  kwp_written_revoke(w, 0);
+  kwp_written_advance(w, 400);
+  ASSERT_EQ(kwp_written_take(w, -1, pos, 4), 0);
+  kwp_written_free(w);
+}
+
+static int hdr_at(const void *hdrs, size_t i, const char **name,
+                  const void **value, size_t *len) {
+  static const char *const names[] = {"a", "nul", "bin"};
+  static const uint8_t bin[] = {0xff, 0x00};
+  (void)hdrs;
+  if (i >= 3)
+    return -1;
+  *name = names[i];
+  *value = i == 0 ? (const void *)"x\"y" : i == 1 ? NULL : (const void *)bin;
+  *len = i == 0 ? 3 : i == 1 ? 0 : 2;
+  return 0;
+}
+
+static char *frame(kwp_fmt_t kf, kwp_fmt_t vf, const kwp_record_t *r) {
+  kwp_sbuf_t b = {0};
+  ASSERT_EQ(kwp_consume_record(&b, "t-1", kf, vf, r), 0);
+  char *s = strndup(b.data, b.len);
+  kwp_sbuf_free(&b);
+  return s;
+}
+
+KWP_TEST(consume_record_frame) {
+  kwp_record_t r = {.partition = 2,
+                    .offset = 41,
+                    .timestamp = 1554402266846,
+                    .key = (const uint8_t *)"k",
+                    .key_len = 1,
+                    .value = (const uint8_t *)"line\n\t\x01\xc3\xa9",
+                    .value_len = 9,
+                    .header = hdr_at};
+  char *s = frame(KWP_FMT_STRING, KWP_FMT_STRING, &r);
+  ASSERT_STREQ(s, "{\"wsProxyMessageId\":\"t-1-2-41-1554402266846\","
+                  "\"topic\":\"t-1\",\"partition\":2,\"offset\":41,"
+                  "\"timestamp\":1554402266846,\"headers\":[{\"key\":\"a\","
+                  "\"value\":\"x\\\"y\"},{\"key\":\"nul\",\"value\":null},"
+                  "{\"key\":\"bin\",\"value\":\"/wA=\",\"format\":"
+                  "\"bytearray\"}],\"key\":{\"value\":\"k\",\"format\":"
+                  "\"string\"},\"value\":{\"value\":\"line\\n\\t\\u0001\xc3\xa9"
+                  "\",\"format\":\"string\"}}");
+  free(s);
+  /* No key, no headers, a tombstone. */
+  kwp_record_t t = {.partition = 0, .offset = 0, .timestamp = 5};
+  s = frame(KWP_FMT_NONE, KWP_FMT_JSON, &t);
+  ASSERT_STREQ(s, "{\"wsProxyMessageId\":\"t-1-0-0-5\",\"topic\":\"t-1\","
+                  "\"partition\":0,\"offset\":0,\"timestamp\":5,\"headers\":"
+                  "null,\"value\":{\"value\":null,\"format\":\"json\"}}");
+  free(s);
+  /* No keyType: text keys are strings, others base64. */
+  t.key = (const uint8_t *)"\x80";
+  t.key_len = 1;
+  t.value = (const uint8_t *)"";
+  s = frame(KWP_FMT_NONE, KWP_FMT_STRING, &t);
+  ASSERT(strstr(s, "\"key\":{\"value\":\"gA==\",\"format\":\"bytearray\"}"));
+  ASSERT(strstr(s, "\"value\":{\"value\":\"\",\"format\":\"string\"}"));
+  ASSERT(!strstr(s, "error"));
+  free(s);
+}
+
+/* The frame text itself (JSON readers would reformat numbers). */
+static void value_as(kwp_fmt_t fmt, const void *bytes, size_t len,
+                     const char *want) {
+  kwp_record_t r = {.value = bytes, .value_len = len};
+  char *s = frame(KWP_FMT_NONE, fmt, &r), field[128];
+  json_t *root = json_loads(s, 0, NULL);
+  ASSERT(root != NULL); /* valid JSON */
+  ASSERT(json_object_get(root, "error") == NULL);
+  json_decref(root);
+  snprintf(field, sizeof(field), "\"value\":{\"value\":%s,\"format\"", want);
+  if (!strstr(s, field))
+    fprintf(stderr, "  %s lacks %s\n", s, field);
+  ASSERT(strstr(s, field) != NULL);
+  free(s);
+}
+
+KWP_TEST(consume_record_formats) {
+  value_as(KWP_FMT_INT, "\x80\x00\x00\x00", 4, "-2147483648");
+  value_as(KWP_FMT_INT, "\x7f\xff\xff\xff", 4, "2147483647");
+  value_as(KWP_FMT_SHORT, "\xff\xfe", 2, "-2");
+  value_as(KWP_FMT_LONG, "\x80\0\0\0\0\0\0\0", 8, "-9223372036854775808");
+  value_as(KWP_FMT_DOUBLE, "\x3f\xb9\x99\x99\x99\x99\x99\x9a", 8, "0.1");
+  value_as(KWP_FMT_DOUBLE, "\x40\x00\0\0\0\0\0\0", 8, "2.0");
+  value_as(KWP_FMT_FLOAT, "\x40\x48\xf5\xc3", 4, "3.14");
+  value_as(KWP_FMT_FLOAT, "\x3f\x80\x00\x00", 4, "1.0");
+  value_as(KWP_FMT_JSON, "{\"a\":[1,\"\xc3\xa9\"]}", 14,
+           "{\"a\":[1,\"\xc3\xa9\"]}");
+  value_as(KWP_FMT_BYTEARRAY, "\x00\x01\xfe", 3, "\"AAH+\"");
+  value_as(KWP_FMT_AVRO, "", 0, "\"\"");
+  value_as(KWP_FMT_STRING, "\"\\/", 3, "\"\\\"\\\\/\"");
+}
+
+KWP_TEST(consume_record_undecodable) {
+  static const struct {
+    kwp_fmt_t fmt;
+    const char *bytes;
+    size_t len;
+  } bad[] = {{KWP_FMT_INT, "\1\2\3", 3},
+             {KWP_FMT_SHORT, "\1", 1},
+             {KWP_FMT_LONG, "\1\2\3\4", 4},
+             {KWP_FMT_JSON, "{nope", 5},
+             {KWP_FMT_STRING, "\xc3\x28", 2},
+             {KWP_FMT_STRING, "\xed\xa0\x80", 3},
+             {KWP_FMT_DOUBLE, "\x7f\xf8\0\0\0\0\0\0", 8}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    kwp_record_t r = {.value = (const uint8_t *)bad[i].bytes,
+                      .value_len = bad[i].len};
+    char *s = frame(KWP_FMT_NONE, bad[i].fmt, &r);
+    json_t *root = json_loads(s, 0, NULL);
+    ASSERT(root != NULL);
+    ASSERT_STREQ(json_string_value(json_object_get(root, "error")),
+                 "invalid_value");
+    json_t *v = json_object_get(root, "value");
+    ASSERT_STREQ(json_string_value(json_object_get(v, "format")), "bytearray");
+    uint8_t raw[16];
+    const char *b64 = json_string_value(json_object_get(v, "value"));
+    ASSERT_EQ(kwp_base64_decode(b64, strlen(b64), raw), (long)bad[i].len);
+    ASSERT(memcmp(raw, bad[i].bytes, bad[i].len) == 0);
+    json_decref(root);
+    free(s);
+  }
+  kwp_record_t r = {.key = (const uint8_t *)"\1",
+                    .key_len = 1,
+                    .value = (const uint8_t *)"v",
+                    .value_len = 1};
+  char *s = frame(KWP_FMT_INT, KWP_FMT_STRING, &r);
+  ASSERT(strstr(s, "\"error\":\"invalid_key\""));
+  free(s);
+}
+
+KWP_TEST(consume_commit_parse) {
+  char id[32];
+  const char *why;
+  ASSERT_EQ(kwp_consume_commit_parse("{\"wsProxyMessageId\":\"t-0-1-2\","
+                                     "\"x\":1}",
+                                     36, id, sizeof(id), &why),
+            7);
+  ASSERT_STREQ(id, "t-0-1-2");
+  ASSERT_EQ(kwp_consume_commit_parse("nope", 4, id, sizeof(id), &why),
+            KWP_EBADREQ);
+  ASSERT_EQ(kwp_consume_commit_parse("{\"wsProxyMessageId\":1}", 22, id,
+                                     sizeof(id), &why),
+            KWP_EBADREQ);
+  ASSERT_EQ(kwp_consume_commit_parse("[]", 2, id, sizeof(id), &why),
+            KWP_EBADREQ);
+  kwp_sbuf_t b = {0};
+  ASSERT_EQ(kwp_consume_error(&b, KWP_CERR_UNKNOWN_ID, "a\"b", "m"), 0);
+  ASSERT_EQ(b.len,
+            strlen("{\"error\":\"unknown_message_id\","
+                   "\"wsProxyMessageId\":\"a\\\"b\",\"message\":\"m\"}"));
+  ASSERT(memcmp(b.data,
+                "{\"error\":\"unknown_message_id\",\"wsProxyMessageId\":"
+                "\"a\\\"b\",\"message\":\"m\"}",
+                b.len) == 0);
+  kwp_sbuf_free(&b);
+}
+
+KWP_TEST(consume_params) {
+  char msg[256], v[KWP_PARAM_MAX];
+  int err = 0, b = 7;
+  int64_t n = 0;
+  ASSERT_EQ(
+      kwp_param_positive("/x?rate=25", "rate", 100, &n, &err, msg, sizeof(msg)),
+      1);
+  ASSERT_EQ(n, 25);
+  ASSERT_EQ(
+      kwp_param_positive("/x?rate=0", "rate", 100, &n, &err, msg, sizeof(msg)),
+      -1);
+  ASSERT_EQ(err, KWP_EBADREQ);
+  ASSERT(strstr(msg, "'rate'"));
+  ASSERT_EQ(
+      kwp_param_positive("/x?rate=5x", "rate", 100, &n, &err, msg, sizeof(msg)),
+      -1);
+  ASSERT_EQ(kwp_param_positive("/x?rate=101", "rate", 100, &n, &err, msg,
+                               sizeof(msg)),
+            -1);
+  ASSERT_EQ(kwp_param_positive("/x", "rate", 100, &n, &err, msg, sizeof(msg)),
+            0);
+  ASSERT_EQ(kwp_param_bool("/x?autoCommit=FALSE", "autoCommit", &b, &err, msg,
+                           sizeof(msg)),
+            1);
+  ASSERT_EQ(b, 0);
+  ASSERT_EQ(kwp_param_bool("/x?autoCommit=maybe", "autoCommit", &b, &err, msg,
+                           sizeof(msg)),
+            -1);
+  ASSERT_STREQ(msg, "'maybe' is not a valid boolean value");
+  ASSERT_EQ(kwp_param_required("/x?topic=", "topic", v, &err, msg, sizeof(msg)),
+            -1);
+  ASSERT_STREQ(msg, "Request param 'topic' is missing.");
+}
