@@ -3,6 +3,7 @@
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "session/session.h"
 
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -82,7 +83,16 @@ int main(int argc, char **argv) {
     kwp_config_free(cfg);
     return 1;
   }
-  kwp_ctx_t ctx = {.cfg = cfg, .kafka = kafka};
+  /* Replays the session state on its own thread; WebSocket upgrades wait
+   * for it (503 until /ready says so). */
+  kwp_session_t *session = kwp_session_start(cfg, kafka, err, sizeof(err));
+  if (!session) {
+    KWP_LOG(KWP_LOG_ERROR, "session", "cannot start: %s", err);
+    kwp_kafka_free(kafka);
+    kwp_config_free(cfg);
+    return 1;
+  }
+  kwp_ctx_t ctx = {.cfg = cfg, .kafka = kafka, .session = session};
   atomic_init(&ctx.open_conns, 0);
   atomic_init(&ctx.next_conn_id, 1);
   uv_mutex_init(&ctx.done_lock);
@@ -95,6 +105,9 @@ int main(int argc, char **argv) {
     rc = kwp_server_run(srv);
     kwp_server_free(srv);
   }
+  if (kwp_session_fatal(session))
+    rc = 1; /* a duplicate server-id or no state topic: logged already */
+  kwp_session_stop(session);
   kwp_kafka_free(kafka);
   kwp_config_free(cfg);
   uv_cond_destroy(&ctx.done_cond);

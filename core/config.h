@@ -139,6 +139,10 @@ typedef struct kwp_config {
     int64_t topic_init_timeout_ms;
     int64_t topic_init_retries;
     int64_t topic_init_retry_interval_ms;
+    /* Ours, session handler only: liveness and admission bounds. */
+    int64_t heartbeat_interval_ms;
+    int64_t node_ttl_ms;
+    int64_t admission_timeout_ms;
   } session_handler, dynamic_config_handler;
   int dynamic_config_handler_enabled;
 

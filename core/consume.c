@@ -20,6 +20,7 @@
 #include "core/params.h"
 #include "core/ratelimit.h"
 #include "core/worker.h"
+#include "session/session.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,8 @@ typedef struct consume_sess {
   size_t nheld, held_cap;
   kwp_rate_t *rate_sock, *rate_group;
   uv_timer_t rate_timer, commit_timer, close_timer;
-  kwp_written_t *written; /* autoCommit=true */
+  kwp_written_t *written;     /* autoCommit=true */
+  kwp_session_claim_t *claim; /* this socket's place in its group */
   int commits_inflight;
   uint64_t commit_failures;
   uv_work_t destroy;
@@ -73,6 +75,7 @@ static void sess_unref(consume_sess_t *s) {
     kwp_rate_release(s->rate_sock);
   if (s->rate_group)
     kwp_rate_release(s->rate_group);
+  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
   kwp_commit_free(s->stack);
   kwp_sbuf_free(&s->out);
   kwp_written_free(s->written);
@@ -511,6 +514,8 @@ static void commit_wait_over(uv_timer_t *t) {
 
 static void consume_close(kwp_conn_t *conn, void *state) {
   consume_sess_t *s = state;
+  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  s->claim = NULL; /* the slot is free for another socket of the group */
   if (s->auto_commit)
     commit_written(s, -1);
   s->conn = NULL;
@@ -739,19 +744,8 @@ static void sess_discard(consume_sess_t *s) {
   sess_unref(s);
 }
 
-static void topic_checked(void *arg, int partitions) {
-  consume_sess_t *s = arg;
-  char msg[KWP_PARAM_MAX + 320];
-  int err = 0;
-  if (partitions == KWP_ENOTFOUND) {
-    err = KWP_EBADREQ;
-    snprintf(msg, sizeof(msg), "Topic %s was not found", s->topic);
-  } else if (partitions < 0) {
-    err = KWP_EUNAVAILABLE;
-    snprintf(msg, sizeof(msg), "Kafka cluster is unreachable");
-  } else {
-    err = sess_init(s, msg, sizeof(msg));
-  }
+/* Answer the upgrade: the socket, or @p err with @p msg. */
+static void answer(consume_sess_t *s, int err, const char *msg) {
   kwp_upgrade_cb done = s->done;
   kwp_conn_t *conn = s->conn;
   if (err) {
@@ -760,6 +754,40 @@ static void topic_checked(void *arg, int partitions) {
     return;
   }
   done(conn, &consume_handler, s, 0, NULL);
+}
+
+/* The cluster's verdict on this socket joining its group's session. */
+static void admitted(void *arg, int err, const char *message,
+                     kwp_session_claim_t *claim) {
+  consume_sess_t *s = arg;
+  char msg[KWP_PARAM_MAX + 640];
+  s->claim = claim;
+  snprintf(msg, sizeof(msg), "%s", message);
+  if (!err)
+    err = sess_init(s, msg, sizeof(msg));
+  answer(s, err, msg);
+}
+
+static void topic_checked(void *arg, int partitions) {
+  consume_sess_t *s = arg;
+  char msg[KWP_PARAM_MAX + 320];
+  int err;
+  if (partitions == KWP_ENOTFOUND) {
+    err = KWP_EBADREQ;
+    snprintf(msg, sizeof(msg), "Topic %s was not found", s->topic);
+  } else if (partitions < 0) {
+    err = KWP_EUNAVAILABLE;
+    snprintf(msg, sizeof(msg), "Kafka cluster is unreachable");
+  } else {
+    kwp_session_t *ss = kwp_worker_ctx(s->wk)->session;
+    int64_t limit = kwp_session_consumer_limit(s->cfg, s->group_id, partitions);
+    err = kwp_session_admit(ss, s->wk, KWP_SESSION_CONSUMER, s->group_id,
+                            s->client_id, limit, admitted, s);
+    if (!err)
+      return; /* admitted() answers */
+    kwp_session_refusal(ss, err, msg, sizeof(msg));
+  }
+  answer(s, err, msg);
 }
 
 void kwp_consume_upgrade(kwp_conn_t *conn, const char *url,

@@ -139,6 +139,10 @@ fail:
   return NULL;
 }
 
+struct rd_kafka_mock_cluster_s *kwp_kafka_mock_cluster(kwp_kafka_t *kafka) {
+  return kafka->mcluster;
+}
+
 static int kafka_start_mock(kwp_kafka_t *kafka, char *errbuf, size_t errlen) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_conf_set_log_cb(conf, kafka_log_cb);

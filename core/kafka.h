@@ -74,6 +74,9 @@ typedef void (*kwp_kafka_topic_cb)(void *arg, int partitions);
 int kwp_kafka_topic_lookup(kwp_kafka_t *kafka, uv_loop_t *loop,
                            const char *topic, kwp_kafka_topic_cb cb, void *arg);
 
+/** The dev-mode in-process cluster (NULL outside dev mode). */
+struct rd_kafka_mock_cluster_s *kwp_kafka_mock_cluster(kwp_kafka_t *kafka);
+
 /** Destroy the context (blocks while librdkafka shuts down). @locality main */
 void kwp_kafka_free(kwp_kafka_t *kafka);
 

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/kafka.h"
 #include "core/log.h"
+#include "session/session.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,21 @@ typedef struct route {
 static void route_health(kwp_conn_t *conn) {
   static const char body[] = "{ \"response\": \"I'm healthy\" }";
   kwp_http__respond(conn, 200, NULL, body, sizeof(body) - 1);
+}
+
+/* --- /ready: readiness for load balancers and Kubernetes --- */
+
+static void route_ready(kwp_conn_t *conn) {
+  kwp_session_t *ss = conn->ctx->session;
+  char body[256];
+  size_t sessions;
+  int64_t log_time;
+  int ready = kwp_session_ready(ss);
+  kwp_session_stats(ss, &sessions, &log_time);
+  int n = snprintf(body, sizeof(body),
+                   "{\"ready\":%s,\"status\":\"%s\",\"sessions\":%zu}",
+                   ready ? "true" : "false", kwp_session_status(ss), sessions);
+  kwp_http__respond(conn, ready ? 200 : 503, NULL, body, (size_t)n);
 }
 
 /* --- /kafka/cluster/info --- */
@@ -79,6 +95,7 @@ static void route_echo(kwp_conn_t *conn, const char *url, kwp_upgrade_cb done) {
 
 static const route_t routes[] = {
     {"/healthcheck", route_health, NULL},
+    {"/ready", route_ready, NULL},
     {"/kafka/cluster/info", route_cluster_info, NULL},
     {"/admin/kafka/info", route_cluster_info, NULL},
     {"/echo", NULL, route_echo},

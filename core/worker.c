@@ -12,12 +12,14 @@
 
 #define SCRATCH_SIZE 65536
 
-enum { MSG_SOCKET, MSG_SHUTDOWN };
+enum { MSG_SOCKET, MSG_SHUTDOWN, MSG_CALL };
 
 typedef struct inbox_msg {
   struct inbox_msg *next;
   int type;
   int fd;
+  void (*fn)(void *arg);
+  void *arg;
 } inbox_msg_t;
 
 struct kwp_worker {
@@ -146,17 +148,22 @@ static void worker_async_cb(uv_async_t *a) {
       }
     } else if (m->type == MSG_SHUTDOWN) {
       worker_begin_shutdown(wk);
+    } else if (m->type == MSG_CALL) {
+      m->fn(m->arg);
     }
     free(m);
   }
 }
 
-static int worker_post(kwp_worker_t *wk, int type, int fd) {
+static int worker_post(kwp_worker_t *wk, int type, int fd,
+                       void (*fn)(void *arg), void *arg) {
   inbox_msg_t *m = malloc(sizeof(*m));
   if (!m)
     return KWP_ENOMEM;
   m->type = type;
   m->fd = fd;
+  m->fn = fn;
+  m->arg = arg;
   uv_mutex_lock(&wk->lock);
   m->next = wk->inbox;
   wk->inbox = m;
@@ -166,11 +173,15 @@ static int worker_post(kwp_worker_t *wk, int type, int fd) {
 }
 
 int kwp_worker_post_socket(kwp_worker_t *wk, int fd) {
-  return worker_post(wk, MSG_SOCKET, fd);
+  return worker_post(wk, MSG_SOCKET, fd, NULL, NULL);
+}
+
+int kwp_worker_post_call(kwp_worker_t *wk, void (*fn)(void *arg), void *arg) {
+  return worker_post(wk, MSG_CALL, -1, fn, arg);
 }
 
 void kwp_worker_shutdown(kwp_worker_t *wk) {
-  if (worker_post(wk, MSG_SHUTDOWN, -1) != 0)
+  if (worker_post(wk, MSG_SHUTDOWN, -1, NULL, NULL) != 0)
     KWP_LOG(KWP_LOG_ERROR, "conn", "worker %d: cannot post shutdown",
             wk->index);
 }
@@ -230,6 +241,8 @@ void kwp_worker_join(kwp_worker_t *wk) {
     next = m->next;
     if (m->type == MSG_SOCKET)
       close(m->fd);
+    else if (m->type == MSG_CALL) /* see kwp_worker_post_call() */
+      m->fn(m->arg);
     free(m);
   }
   uv_mutex_destroy(&wk->lock);

@@ -24,6 +24,15 @@ kwp_worker_t *kwp_worker_start(kwp_ctx_t *ctx, int index);
 int kwp_worker_post_socket(kwp_worker_t *wk, int fd);
 
 /**
+ * Run @p fn(@p arg) on the worker's thread. Callers post only while the
+ * worker has a reason to keep running (e.g. a connection waiting for the
+ * answer holds a reference); a call posted after the loop ended runs on the
+ * thread of kwp_worker_join(). @locality any thread
+ * @returns 0, or KWP_ENOMEM.
+ */
+int kwp_worker_post_call(kwp_worker_t *wk, void (*fn)(void *arg), void *arg);
+
+/**
  * Ask the worker to close its connections gracefully and stop its loop
  * within the grace period. @locality any thread
  */

@@ -33,6 +33,7 @@ import broker as kafka_broker  # noqa: E402
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:",
                      "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer")
 HEALTH_TIMEOUT = 20.0
+READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
@@ -158,6 +159,26 @@ class Proxy:
                     "%.0f s (last: %s)\nstderr:\n%s" % (timeout, last,
                                                        self.stderr()))
 
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        """Wait for GET /ready == 200 (session state restored, node joined)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.returncode = self.proc.returncode
+                pytest.fail("proxy exited with %s before it was ready\n"
+                            "stderr:\n%s" % (self.returncode, self.stderr()))
+            try:
+                st, _, body = http_get(self.port, "/ready", timeout=1.0)
+                if st == 200:
+                    return self
+                last = "status %s %s" % (st, body)
+            except (OSError, http.client.HTTPException) as e:
+                last = repr(e)
+            time.sleep(0.05)
+        pytest.fail("proxy not ready within %.0f s (last: %s)\nstderr:\n%s"
+                    % (timeout, last, self.stderr()))
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -263,7 +284,7 @@ class ProxyFactory:
 
     def __call__(self, env=None, args=(), config=None, echo=True,
                  bootstrap="kafka", expect_exit=0, wait=True, port=None,
-                 health_timeout=HEALTH_TIMEOUT):
+                 health_timeout=HEALTH_TIMEOUT, ready=None):
         """Start a proxy.
 
         env: extra environment (value None removes a variable).
@@ -273,11 +294,18 @@ class ProxyFactory:
         bootstrap: "kafka" (the session broker), None (unset), or a string.
         expect_exit: the exit code required at teardown (None: any).
         wait: wait for GET /healthcheck == 200.
+        ready: also wait for GET /ready == 200 (default: when the proxy
+          talks to the test broker or runs in dev mode).
+        Each proxy gets its own server-id and a fast session heartbeat
+        unless env says otherwise.
         """
         name = "proxy%d" % len(self.started)
         port = port or free_port()
         e = {"WSPROXY_PORT": str(port),
-             "WSPROXY_BIND_INTERFACE": "127.0.0.1"}
+             "WSPROXY_BIND_INTERFACE": "127.0.0.1",
+             "WSPROXY_SERVER_ID": "test-%d-%s" % (os.getpid(), port),
+             "WSPROXY_SESSION_HEARTBEAT_INTERVAL": "200ms",
+             "WSPROXY_SESSION_NODE_TTL": "3 seconds"}
         if echo is not None:
             e["WSPROXY_ECHO_ENDPOINT_ENABLED"] = "true" if echo else "false"
         if bootstrap == "kafka":
@@ -297,8 +325,12 @@ class ProxyFactory:
             p.port = port
         p.start()
         self.started.append(p)
+        if ready is None:
+            ready = bootstrap == "kafka" or "--dev" in args
         if wait:
             p.wait_healthy(health_timeout)
+            if ready:
+                p.wait_ready()
         return p
 
     def finish(self):

@@ -1,0 +1,698 @@
+/* The session handler's runtime (see session.h and DESIGN.md): the state
+ * topic's setup on the main thread, then a thread of its own whose loop
+ * applies the topic (a librdkafka consumer bridged into the loop), writes
+ * heartbeats and cleans up claims of dead nodes. Workers write claims and
+ * releases straight to the shared producer (thread-safe) and wait for the
+ * verdict, which this thread posts back to them. `lock` guards the state and
+ * the pending claims, which both threads touch. */
+#include "session/session.h"
+
+#include "core/error.h"
+#include "core/kbridge.h"
+#include "core/log.h"
+#include "core/worker.h"
+
+#include <librdkafka/rdkafka_mock.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KEY_MAX 1024
+
+struct kwp_session_claim {
+  char key[KEY_MAX];
+};
+
+typedef struct pending {
+  struct pending *next;
+  char nonce[128];
+  kwp_worker_t *wk;
+  kwp_session_cb cb;
+  void *arg;
+  uint64_t deadline; /* uv_hrtime() ms */
+  kwp_session_claim_t *claim;
+} pending_t;
+
+/* A verdict on its way to a worker. */
+typedef struct verdict {
+  kwp_session_cb cb;
+  void *arg;
+  int err;
+  kwp_session_claim_t *claim;
+  char message[640];
+} verdict_t;
+
+struct kwp_session {
+  const kwp_config_t *cfg;
+  kwp_kafka_t *kafka;
+  const char *topic, *server_id;
+  char incarnation[40];
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t stop_async;
+  uv_timer_t tick;
+  rd_kafka_t *consumer, *producer;
+  rd_kafka_queue_t *cq, *pq;
+  kwp_kbridge_t *ckb, *pkb;
+  uv_mutex_t lock; /* state, pending, next_nonce */
+  kwp_sstate_t *state;
+  pending_t *pending;
+  uint64_t next_nonce;
+  int64_t start_ms;     /* wall clock at start, for duplicate detection */
+  uint64_t restored_at; /* monotonic ms; 0 until the first end of topic */
+  uint64_t own_hb_seen; /* monotonic ms of our last heartbeat read back */
+  int heartbeating;
+  size_t ignored;
+  atomic_int ready, fatal, stopping;
+  const char *_Atomic status;
+};
+
+static uint64_t now_ms(void) {
+  return uv_hrtime() / 1000000;
+}
+
+/* --- the topic --- */
+
+static int topic_describe(rd_kafka_t *rk, const char *topic, int64_t tmo,
+                          int *partitions, int *brokers, char *errbuf,
+                          size_t errlen) {
+  const rd_kafka_metadata_t *md;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, (int)tmo);
+  rd_kafka_topic_destroy(rkt);
+  if (err) {
+    snprintf(errbuf, errlen, "metadata: %s", rd_kafka_err2str(err));
+    return -1;
+  }
+  *brokers = md->broker_cnt;
+  *partitions = 0;
+  if (md->topic_cnt == 1 && md->topics[0].err == 0)
+    *partitions = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  return 0;
+}
+
+static int topic_create(rd_kafka_t *rk, const kwp_config_t *cfg, int brokers,
+                        int64_t tmo, char *errbuf, size_t errlen) {
+  char retention[32];
+  int64_t rf = cfg->session_handler.topic_replication_factor;
+  if (rf > brokers)
+    rf = brokers; /* the reference ignored this setting; we honour it */
+  snprintf(retention, sizeof(retention), "%lld",
+           (long long)cfg->session_handler.topic_retention_ms);
+  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(
+      cfg->session_handler.topic_name, 1, (int)rf, errbuf, errlen);
+  if (!nt)
+    return -1;
+  rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+  rd_kafka_NewTopic_set_config(nt, "retention.ms", retention);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t *o =
+      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(o, (int)tmo, NULL, 0);
+  rd_kafka_CreateTopics(rk, &nt, 1, o, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)tmo + 1000);
+  int rc = -1;
+  if (!ev) {
+    snprintf(errbuf, errlen, "CreateTopics timed out");
+  } else if (rd_kafka_event_error(ev)) {
+    snprintf(errbuf, errlen, "CreateTopics: %s",
+             rd_kafka_event_error_string(ev));
+  } else {
+    size_t n;
+    const rd_kafka_topic_result_t **r = rd_kafka_CreateTopics_result_topics(
+        rd_kafka_event_CreateTopics_result(ev), &n);
+    rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(r[0]) : 0;
+    rc = e == 0 || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS ? 0 : -1;
+    if (rc)
+      snprintf(errbuf, errlen, "CreateTopics: %s",
+               rd_kafka_topic_result_error_string(r[0]));
+  }
+  if (ev)
+    rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_NewTopic_destroy(nt);
+  return rc;
+}
+
+/* Create the topic if missing and check it has one partition (the admission
+ * protocol needs one total order), retrying within the topic-init bounds. */
+static int topic_ensure(kwp_session_t *s, char *errbuf, size_t errlen) {
+  const kwp_config_t *cfg = s->cfg;
+  char why[512] = "";
+  if (cfg->dev_mode) /* the in-process cluster has no CreateTopics */
+    return rd_kafka_mock_topic_create(kwp_kafka_mock_cluster(s->kafka),
+                                      s->topic, 1, 1) == 0
+               ? 0
+               : -1;
+  rd_kafka_conf_t *conf =
+      kwp_kafka_conf_new(s->kafka, &cfg->admin_client.kafka_client_properties,
+                         KWP_KAFKA_ADMIN, errbuf, errlen);
+  rd_kafka_t *rk =
+      conf ? rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errlen) : NULL;
+  if (!rk)
+    return -1;
+  uint64_t deadline =
+      now_ms() + (uint64_t)cfg->session_handler.topic_init_timeout_ms;
+  int64_t tmo = cfg->kafka_client.metadata_timeout_ms;
+  int rc = -1;
+  for (int64_t attempt = 0;
+       attempt <= cfg->session_handler.topic_init_retries &&
+       now_ms() < deadline && !atomic_load(&s->stopping);
+       attempt++) {
+    int partitions = 0, brokers = 0;
+    uint64_t wake =
+        now_ms() +
+        (uint64_t)(attempt ? cfg->session_handler.topic_init_retry_interval_ms
+                           : 0);
+    while (now_ms() < wake && !atomic_load(&s->stopping))
+      usleep(20000);
+    if (topic_describe(rk, s->topic, tmo, &partitions, &brokers, why,
+                       sizeof(why)) != 0)
+      continue;
+    if (partitions == 1) {
+      rc = 0;
+      break;
+    }
+    if (partitions > 1) {
+      snprintf(errbuf, errlen,
+               "session state topic %s has %d partitions; it needs exactly 1 "
+               "(delete it or set session-handler.topic-name)",
+               s->topic, partitions);
+      rd_kafka_destroy(rk);
+      return -1;
+    }
+    if (topic_create(rk, cfg, brokers ? brokers : 1, tmo, why, sizeof(why)) ==
+        0)
+      KWP_LOG(KWP_LOG_INFO, "session", "created the state topic %s", s->topic);
+  }
+  if (rc)
+    snprintf(errbuf, errlen,
+             "cannot create or verify the session state topic %s: %s", s->topic,
+             *why ? why : "timed out");
+  rd_kafka_destroy(rk);
+  return rc;
+}
+
+/* --- writing records (any thread: librdkafka producers are thread-safe) --- */
+
+static int produce(kwp_session_t *s, const char *key, const char *value) {
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      s->producer, RD_KAFKA_V_TOPIC(s->topic), RD_KAFKA_V_PARTITION(0),
+      RD_KAFKA_V_KEY(key, strlen(key)),
+      RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  if (err)
+    KWP_LOG_RL(KWP_LOG_WARN, "session", "cannot write %s: %s", key,
+               rd_kafka_err2str(err));
+  return err ? KWP_EKAFKA : 0;
+}
+
+static void heartbeat_write(kwp_session_t *s) {
+  char key[KEY_MAX], value[512];
+  kwp_sstate_heartbeat_key(key, sizeof(key), s->server_id);
+  kwp_sstate_heartbeat_value(value, sizeof(value), s->server_id,
+                             s->incarnation);
+  produce(s, key, value);
+}
+
+static void tombstone_cb(void *arg, const char *key) {
+  produce(arg, key, NULL);
+}
+
+/* --- verdicts --- */
+
+static void verdict_deliver(void *arg) {
+  verdict_t *v = arg;
+  v->cb(v->arg, v->err, v->message, v->claim);
+  free(v);
+}
+
+/* Post @p p's verdict to its worker; the caller removed @p p from the list. */
+static void verdict_post(pending_t *p, int err, const char *message) {
+  verdict_t *v = calloc(1, sizeof(*v));
+  if (!v) { /* cannot happen in practice; the upgrade would hang */
+    KWP_LOG(KWP_LOG_ERROR, "session", "out of memory posting a verdict");
+    free(p->claim);
+    free(p);
+    return;
+  }
+  v->cb = p->cb;
+  v->arg = p->arg;
+  v->err = err;
+  v->claim = err ? NULL : p->claim;
+  if (err)
+    free(p->claim);
+  snprintf(v->message, sizeof(v->message), "%s", message ? message : "");
+  if (kwp_worker_post_call(p->wk, verdict_deliver, v) != 0)
+    verdict_deliver(v); /* never reached with a live worker */
+  free(p);
+}
+
+static pending_t *pending_take(kwp_session_t *s, const char *nonce) {
+  for (pending_t **pp = &s->pending; *pp; pp = &(*pp)->next)
+    if (!strcmp((*pp)->nonce, nonce)) {
+      pending_t *p = *pp;
+      *pp = p->next;
+      return p;
+    }
+  return NULL;
+}
+
+static void pending_expire(kwp_session_t *s, uint64_t now) {
+  for (pending_t **pp = &s->pending; *pp;) {
+    pending_t *p = *pp;
+    if (p->deadline > now) {
+      pp = &p->next;
+      continue;
+    }
+    *pp = p->next;
+    /* If the claim still arrives, on_claim() finds no waiter and removes
+     * it again. */
+    verdict_post(p, KWP_EUNAVAILABLE,
+                 "Session state is unavailable: Kafka did not answer in time");
+  }
+}
+
+/* --- applying the topic --- */
+
+static void on_own_claim(kwp_session_t *s, const kwp_sstate_result_t *r,
+                         const rd_kafka_message_t *m) {
+  char key[KEY_MAX];
+  pending_t *p = pending_take(s, r->nonce);
+  if (p && r->verdict == 0) {
+    verdict_post(p, 0, NULL);
+    return;
+  }
+  if (p)
+    verdict_post(p, r->verdict, r->message);
+  /* Rejected, or admitted after its waiter gave up: never left behind. */
+  snprintf(key, sizeof(key), "%.*s", (int)m->key_len, (const char *)m->key);
+  produce(s, key, NULL);
+}
+
+static void on_record(kwp_session_t *s, const rd_kafka_message_t *m) {
+  kwp_sstate_result_t r;
+  int64_t ts = rd_kafka_message_timestamp(m, NULL);
+  uv_mutex_lock(&s->lock);
+  int rc = kwp_sstate_apply(s->state, m->key, m->key_len, m->payload, m->len,
+                            ts, &r);
+  if (rc == 1 && s->ignored++ == 0)
+    KWP_LOG(KWP_LOG_WARN, "session",
+            "ignoring records of %s that are not ours (e.g. written by the "
+            "Scala kafka-websocket-proxy); see session/DESIGN.md",
+            s->topic);
+  if (r.decided && !strcmp(r.incarnation, s->incarnation))
+    on_own_claim(s, &r, m);
+  if (r.heartbeat && !strcmp(r.server_id, s->server_id)) {
+    if (!strcmp(r.incarnation, s->incarnation))
+      s->own_hb_seen = now_ms();
+    else if (ts >= s->start_ms && !atomic_load(&s->fatal)) {
+      atomic_store(&s->fatal, 1);
+      atomic_store(&s->status, "duplicate server-id");
+      atomic_store(&s->ready, 0);
+      KWP_LOG(KWP_LOG_ERROR, "session",
+              "another node uses server-id %s (incarnation %s); every node "
+              "needs its own kafka.ws.proxy.server.server-id: stopping",
+              s->server_id, r.incarnation);
+      kill(getpid(), SIGTERM);
+    }
+  }
+  uv_mutex_unlock(&s->lock);
+}
+
+/* The first end of the partition: everything written before we started is
+ * applied. */
+static void on_end(kwp_session_t *s) {
+  if (s->restored_at)
+    return;
+  s->restored_at = now_ms();
+  KWP_LOG(KWP_LOG_INFO, "session", "state restored from %s: %zu session(s)",
+          s->topic, kwp_sstate_sessions(s->state));
+}
+
+static void on_event(rd_kafka_event_t *ev, void *arg) {
+  kwp_session_t *s = arg;
+  const rd_kafka_message_t *m;
+  switch (rd_kafka_event_type(ev)) {
+  case RD_KAFKA_EVENT_FETCH:
+    while ((m = rd_kafka_event_message_next(ev))) {
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        on_end(s);
+      else if (m->err)
+        KWP_LOG_RL(KWP_LOG_WARN, "session", "%s", rd_kafka_message_errstr(m));
+      else
+        on_record(s, m);
+    }
+    break;
+  case RD_KAFKA_EVENT_DR:
+    while ((m = rd_kafka_event_message_next(ev)))
+      if (m->err)
+        KWP_LOG_RL(KWP_LOG_WARN, "session", "state write failed: %s",
+                   rd_kafka_err2str(m->err));
+    break;
+  case RD_KAFKA_EVENT_ERROR:
+    if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+      on_end(s);
+    else
+      KWP_LOG_RL(KWP_LOG_WARN, "session", "%s",
+                 rd_kafka_event_error_string(ev));
+    break;
+  default:
+    break;
+  }
+  rd_kafka_event_destroy(ev);
+}
+
+/* --- the loop's clock: startup gate, heartbeats, cleanup, readiness --- */
+
+static void tick(uv_timer_t *t) {
+  kwp_session_t *s = t->data;
+  const kwp_config_t *cfg = s->cfg;
+  uint64_t now = now_ms(),
+           hb = (uint64_t)cfg->session_handler.heartbeat_interval_ms;
+  if (atomic_load(&s->fatal))
+    return;
+  uv_mutex_lock(&s->lock);
+  pending_expire(s, now);
+  /* After the replay, listen for one more round of heartbeats before
+   * claiming the server-id: a live twin would show up in it. */
+  if (!s->heartbeating && s->restored_at && now >= s->restored_at + 2 * hb) {
+    s->heartbeating = 1;
+    kwp_sstate_stale_claims(s->state, s->server_id, s->incarnation,
+                            tombstone_cb, s);
+  }
+  if (s->heartbeating) {
+    heartbeat_write(s);
+    kwp_sstate_stale_claims(s->state, s->server_id, s->incarnation,
+                            tombstone_cb, s);
+  }
+  int ok = s->heartbeating && s->own_hb_seen &&
+           now - s->own_hb_seen <= 3 * hb + 1000;
+  uv_mutex_unlock(&s->lock);
+  atomic_store(&s->status, ok                 ? "ready"
+                           : !s->restored_at  ? "restoring session state"
+                           : !s->heartbeating ? "checking the server-id"
+                           : !s->own_hb_seen  ? "joining the cluster"
+                                              : "Kafka is unreachable");
+  atomic_store(&s->ready, ok);
+}
+
+static void stop_cb(uv_async_t *a) {
+  kwp_session_t *s = a->data;
+  uv_close((uv_handle_t *)&s->stop_async, NULL);
+  uv_close((uv_handle_t *)&s->tick, NULL);
+  if (s->ckb)
+    kwp_kbridge_close(s->ckb, NULL, NULL);
+  if (s->pkb)
+    kwp_kbridge_close(s->pkb, NULL, NULL);
+}
+
+static int clients_start(kwp_session_t *s, char *errbuf, size_t errlen);
+static int topic_ensure(kwp_session_t *s, char *errbuf, size_t errlen);
+
+/* The topic setup blocks (with bounded retries), so it runs here rather
+ * than on the main thread: the listener answers /healthcheck meanwhile. */
+static void session_main(void *arg) {
+  kwp_session_t *s = arg;
+  char err[512] = "";
+  if (topic_ensure(s, err, sizeof(err)) != 0 ||
+      clients_start(s, err, sizeof(err)) != 0) {
+    if (!atomic_load(&s->stopping)) {
+      KWP_LOG(KWP_LOG_ERROR, "session", "%s", err);
+      atomic_store(&s->status, "session state topic unavailable");
+      atomic_store(&s->fatal, 1);
+      kill(getpid(), SIGTERM);
+    }
+  } else {
+    uint64_t every =
+        (uint64_t)s->cfg->session_handler.heartbeat_interval_ms / 2;
+    uv_timer_start(&s->tick, tick, every ? every : 1, every ? every : 1);
+  }
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+}
+
+/* --- setup --- */
+
+static rd_kafka_t *client_new(kwp_session_t *s, rd_kafka_type_t type,
+                              char *errbuf, size_t errlen) {
+  const kwp_props_t *props = type == RD_KAFKA_CONSUMER
+                                 ? &s->cfg->consumer.kafka_client_properties
+                                 : &s->cfg->producer.kafka_client_properties;
+  rd_kafka_conf_t *conf = kwp_kafka_conf_new(
+      s->kafka, props,
+      type == RD_KAFKA_CONSUMER ? KWP_KAFKA_CONSUMER : KWP_KAFKA_PRODUCER,
+      errbuf, errlen);
+  if (!conf)
+    return NULL;
+  char cid[300];
+  snprintf(cid, sizeof(cid), "ws-proxy-session-%s", s->server_id);
+  int bad = rd_kafka_conf_set(conf, "client.id", cid, errbuf, errlen) != 0;
+  if (type == RD_KAFKA_CONSUMER) {
+    /* A group id only because librdkafka wants one for assign(); nothing is
+     * ever committed and every node reads the whole topic. */
+    bad = bad || rd_kafka_conf_set(conf, "group.id", cid, errbuf, errlen) ||
+          rd_kafka_conf_set(conf, "enable.auto.commit", "false", errbuf,
+                            errlen) ||
+          rd_kafka_conf_set(conf, "enable.partition.eof", "true", errbuf,
+                            errlen) ||
+          rd_kafka_conf_set(conf, "fetch.wait.max.ms", "50", errbuf, errlen);
+    rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_ERROR);
+  } else {
+    bad =
+        bad ||
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", errbuf, errlen) ||
+        rd_kafka_conf_set(conf, "linger.ms", "0", errbuf, errlen);
+    rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
+  }
+  rd_kafka_t *rk = bad ? NULL : rd_kafka_new(type, conf, errbuf, errlen);
+  if (!rk)
+    rd_kafka_conf_destroy(conf);
+  return rk;
+}
+
+static int clients_start(kwp_session_t *s, char *errbuf, size_t errlen) {
+  if (!(s->consumer = client_new(s, RD_KAFKA_CONSUMER, errbuf, errlen)) ||
+      !(s->producer = client_new(s, RD_KAFKA_PRODUCER, errbuf, errlen)))
+    return -1;
+  rd_kafka_poll_set_consumer(s->consumer);
+  s->cq = rd_kafka_queue_get_consumer(s->consumer);
+  s->pq = rd_kafka_queue_get_main(s->producer);
+  s->ckb = kwp_kbridge_new(&s->loop, s->cq, on_event, s, errbuf, errlen);
+  s->pkb = kwp_kbridge_new(&s->loop, s->pq, on_event, s, errbuf, errlen);
+  if (!s->ckb || !s->pkb)
+    return -1;
+  /* Every node reads the whole topic; no group, no commits. */
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, s->topic, 0)->offset =
+      RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_resp_err_t err = rd_kafka_assign(s->consumer, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (err) {
+    snprintf(errbuf, errlen, "assign: %s", rd_kafka_err2str(err));
+    return -1;
+  }
+  return 0;
+}
+
+static void session_free(kwp_session_t *s) {
+  if (s->cq)
+    rd_kafka_queue_destroy(s->cq);
+  if (s->pq)
+    rd_kafka_queue_destroy(s->pq);
+  if (s->consumer)
+    rd_kafka_destroy(s->consumer);
+  if (s->producer)
+    rd_kafka_destroy(s->producer);
+  kwp_sstate_free(s->state);
+  uv_mutex_destroy(&s->lock);
+  free(s);
+}
+
+kwp_session_t *kwp_session_start(const kwp_config_t *cfg, kwp_kafka_t *kafka,
+                                 char *errbuf, size_t errlen) {
+  kwp_session_t *s = calloc(1, sizeof(*s));
+  uint8_t rnd[16];
+  if (!s || RAND_bytes(rnd, sizeof(rnd)) != 1) {
+    snprintf(errbuf, errlen, "out of memory");
+    free(s);
+    return NULL;
+  }
+  for (int i = 0; i < 16; i++)
+    snprintf(s->incarnation + 2 * i, 3, "%02x", rnd[i]);
+  s->cfg = cfg;
+  s->kafka = kafka;
+  s->topic = cfg->session_handler.topic_name;
+  s->server_id = cfg->server.server_id;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  s->start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  atomic_init(&s->ready, 0);
+  atomic_init(&s->fatal, 0);
+  atomic_init(&s->stopping, 0);
+  atomic_init(&s->status, "restoring session state");
+  uv_mutex_init(&s->lock);
+  uv_loop_init(&s->loop);
+  s->state = kwp_sstate_new(cfg->session_handler.node_ttl_ms);
+  uv_async_init(&s->loop, &s->stop_async, stop_cb);
+  uv_timer_init(&s->loop, &s->tick);
+  s->stop_async.data = s->tick.data = s;
+  if (!s->state || uv_thread_create(&s->thread, session_main, s) != 0) {
+    snprintf(errbuf, errlen, "cannot start the session handler");
+    return NULL; /* startup fails: the process exits */
+  }
+  KWP_LOG(KWP_LOG_INFO, "session",
+          "session handler on %s as %s (incarnation %s)", s->topic,
+          s->server_id, s->incarnation);
+  return s;
+}
+
+/* --- API --- */
+
+int kwp_session_ready(const kwp_session_t *s) {
+  return atomic_load(&s->ready);
+}
+
+const char *kwp_session_status(const kwp_session_t *s) {
+  return atomic_load(&s->status);
+}
+
+void kwp_session_stats(kwp_session_t *s, size_t *sessions, int64_t *log_time) {
+  uv_mutex_lock(&s->lock);
+  *sessions = kwp_sstate_sessions(s->state);
+  *log_time = kwp_sstate_log_time(s->state);
+  uv_mutex_unlock(&s->lock);
+}
+
+int kwp_session_fatal(const kwp_session_t *s) {
+  return atomic_load(&s->fatal);
+}
+
+static const kwp_client_limit_t *limit_entry(const kwp_limits_t *l,
+                                             const char *id) {
+  for (size_t i = 0; i < l->client_specific_count; i++)
+    if (!strcmp(l->client_specific[i].id, id))
+      return &l->client_specific[i];
+  return NULL;
+}
+
+int64_t kwp_session_consumer_limit(const kwp_config_t *cfg, const char *group,
+                                   int partitions) {
+  const kwp_client_limit_t *e = limit_entry(&cfg->consumer.limits, group);
+  int64_t n = e && e->max_connections >= 0
+                  ? e->max_connections
+                  : cfg->consumer.limits.default_max_connections_per_client;
+  return n <= 0 || n > partitions ? partitions : n;
+}
+
+int64_t kwp_session_producer_limit(const kwp_config_t *cfg,
+                                   const char *client_id) {
+  const kwp_client_limit_t *e = limit_entry(&cfg->producer.limits, client_id);
+  int64_t n = e && e->max_connections >= 0
+                  ? e->max_connections
+                  : cfg->producer.limits.default_max_connections_per_client;
+  return n < 0 ? 0 : n;
+}
+
+void kwp_session_refusal(const kwp_session_t *s, int err, char *msg,
+                         size_t len) {
+  if (err == KWP_EUNAVAILABLE)
+    snprintf(msg, len, "Session state is not ready (%s); try again shortly",
+             kwp_session_status(s));
+  else
+    snprintf(msg, len, "Cannot register the session: %s", kwp_strerror(err));
+}
+
+int kwp_session_admit(kwp_session_t *s, kwp_worker_t *wk, int kind,
+                      const char *session, const char *instance, int64_t limit,
+                      kwp_session_cb cb, void *arg) {
+  if (!kwp_session_ready(s))
+    return KWP_EUNAVAILABLE;
+  pending_t *p = calloc(1, sizeof(*p));
+  kwp_session_claim_t *claim = malloc(sizeof(*claim));
+  if (!p || !claim) {
+    free(p);
+    free(claim);
+    return KWP_ENOMEM;
+  }
+  uv_mutex_lock(&s->lock);
+  snprintf(p->nonce, sizeof(p->nonce), "%s-%llu", s->incarnation,
+           (unsigned long long)++s->next_nonce);
+  uv_mutex_unlock(&s->lock);
+  kwp_claim_t c = {.nonce = p->nonce,
+                   .kind = kind,
+                   .session = session,
+                   .instance = instance,
+                   .server_id = s->server_id,
+                   .incarnation = s->incarnation,
+                   .limit = limit};
+  char *value = kwp_sstate_claim_value(&c);
+  kwp_sstate_claim_key(claim->key, sizeof(claim->key), &c);
+  p->wk = wk;
+  p->cb = cb;
+  p->arg = arg;
+  p->claim = claim;
+  p->deadline =
+      now_ms() + (uint64_t)s->cfg->session_handler.admission_timeout_ms;
+  /* Waiting before writing: the verdict may be read back at once. */
+  uv_mutex_lock(&s->lock);
+  p->next = s->pending;
+  s->pending = p;
+  uv_mutex_unlock(&s->lock);
+  int rc = value ? produce(s, claim->key, value) : KWP_ENOMEM;
+  free(value);
+  if (rc == KWP_EKAFKA)
+    rc = KWP_EUNAVAILABLE; /* e.g. the producer's queue is full */
+  if (rc != 0) {
+    uv_mutex_lock(&s->lock);
+    p = pending_take(s, c.nonce);
+    uv_mutex_unlock(&s->lock);
+    if (p) {
+      free(p->claim);
+      free(p);
+    }
+  }
+  return rc;
+}
+
+void kwp_session_release(kwp_session_t *s, kwp_session_claim_t *claim) {
+  if (!claim)
+    return;
+  produce(s, claim->key, NULL);
+  free(claim);
+}
+
+void kwp_session_stop(kwp_session_t *s) {
+  char key[KEY_MAX];
+  if (!s)
+    return;
+  atomic_store(&s->stopping, 1);
+  uv_async_send(&s->stop_async);
+  uv_thread_join(&s->thread);
+  /* Gone at once for the other nodes, rather than after the TTL. */
+  kwp_sstate_heartbeat_key(key, sizeof(key), s->server_id);
+  if (s->producer && s->heartbeating && !atomic_load(&s->fatal))
+    produce(s, key, NULL);
+  /* Main thread, shutting down: blocking is fine. Delivery reports count
+   * as outstanding until taken off the queue, so serve it while waiting. */
+  for (int i = 0; s->producer && rd_kafka_outq_len(s->producer) > 0 && i < 100;
+       i++) {
+    rd_kafka_event_t *ev;
+    rd_kafka_flush(s->producer, 50);
+    while ((ev = rd_kafka_queue_poll(s->pq, 0)))
+      rd_kafka_event_destroy(ev);
+  }
+  pending_t *p;
+  while ((p = s->pending)) { /* no worker is left to wait */
+    s->pending = p->next;
+    free(p->claim);
+    free(p);
+  }
+  uv_loop_close(&s->loop);
+  session_free(s);
+}
