@@ -39,7 +39,7 @@ typedef struct cb_opts {
   const char *mode, *bootstrap, *topic, *host, *group;
   int port, conns;
   long count, size, batch;
-  double rate, seconds, hold, stall;
+  double rate, seconds, hold, stall, burst_ms;
 } cb_opts_t;
 
 static uint64_t cb_now_ns(void) {
@@ -752,19 +752,31 @@ static void cb_latency_value(int who, const char *v, size_t len) {
   atomic_fetch_add(&cb_got[who], 1);
 }
 
-static void cb_lat_report(const char *name, int who, int comma) {
+/* Nearest-rank percentiles of the records [from, cb_n) that arrived. */
+static void cb_lat_pcts(int who, long from, long *n, double pct[4]) {
   uint64_t *v = malloc((size_t)cb_n * sizeof(*v));
-  long n = 0;
-  for (long i = 0; i < cb_n; i++)
+  *n = 0;
+  for (long i = from; i < cb_n; i++)
     if (cb_lat[who][i])
-      v[n++] = cb_lat[who][i];
-  qsort(v, (size_t)n, sizeof(*v), cb_cmp_u64);
-  printf("\"%s\":{\"received\":%ld,\"duplicates\":%ld,\"p50_us\":%.1f,"
-         "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f}%s",
-         name, n, atomic_load(&cb_dup[who]), cb_pct(v, n, 0.5),
-         cb_pct(v, n, 0.99), cb_pct(v, n, 0.999), n ? v[n - 1] / 1000.0 : 0,
-         comma ? "," : "");
+      v[(*n)++] = cb_lat[who][i];
+  qsort(v, (size_t)*n, sizeof(*v), cb_cmp_u64);
+  pct[0] = cb_pct(v, *n, 0.5);
+  pct[1] = cb_pct(v, *n, 0.99);
+  pct[2] = cb_pct(v, *n, 0.999);
+  pct[3] = *n ? (double)v[*n - 1] / 1000.0 : 0;
   free(v);
+}
+
+static void cb_lat_report(const char *name, int who, int comma) {
+  long n, nq;
+  double p[4], q[4];
+  cb_lat_pcts(who, 0, &n, p);
+  cb_lat_pcts(who, cb_n - cb_n / 4, &nq, q); /* after a burst: recovered? */
+  printf("\"%s\":{\"received\":%ld,\"duplicates\":%ld,\"p50_us\":%.1f,"
+         "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
+         "\"last_quarter_p50_us\":%.1f,\"last_quarter_p99_us\":%.1f}%s",
+         name, n, atomic_load(&cb_dup[who]), p[0], p[1], p[2], p[3], q[0], q[1],
+         comma ? "," : "");
 }
 
 static int cb_latency(const cb_opts_t *o) {
@@ -811,6 +823,8 @@ static int cb_latency(const cb_opts_t *o) {
     /* The scheduled send time: a late send counts against latency (no
      * coordinated omission). */
     uint64_t sched = t0 + (uint64_t)((double)i * 1e9 / o->rate);
+    if (i == cb_n / 2 && o->burst_ms > 0) /* a stall, then a burst */
+      cb_sleep_until(sched + (uint64_t)(o->burst_ms * 1e6));
     cb_sleep_until(sched);
     int n = snprintf(val, (size_t)o->size + 64, "%llu %ld ",
                      (unsigned long long)sched, i);
@@ -840,8 +854,8 @@ static int cb_latency(const cb_opts_t *o) {
              o->stall, cb_n - atomic_load(&cb_got[0]),
              cb_n - atomic_load(&cb_got[1]), cb_n);
   printf("{\"mode\":\"latency\",\"rate\":%.0f,\"seconds\":%.1f,\"size\":%ld,"
-         "\"produced\":%ld,",
-         o->rate, o->seconds, o->size, cb_n);
+         "\"burst_ms\":%.0f,\"produced\":%ld,",
+         o->rate, o->seconds, o->size, o->burst_ms, cb_n);
   cb_lat_report("direct", 0, 1);
   cb_lat_report("proxy", 1, 1);
   printf("\"errors\":%ld}\n", atomic_load(&cb_errors));
@@ -915,6 +929,8 @@ int main(int argc, char **argv) {
       o.hold = atof(v);
     else if (!strcmp(k, "--stall"))
       o.stall = atof(v);
+    else if (!strcmp(k, "--burst-ms"))
+      o.burst_ms = atof(v);
     else if (!strcmp(k, "--set") && cb_nsets < 16)
       cb_sets[cb_nsets++] = v;
   }

@@ -14,6 +14,7 @@
 #include "core/query.h"
 #include "core/ratelimit.h"
 #include "core/txproducer.h"
+#include "session/session.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +34,11 @@ typedef struct produce_slot {
 } produce_slot_t;
 
 struct produce_sess {
-  kwp_conn_t *conn;    /* NULL once the socket is gone */
-  kwp_upgrade_cb done; /* pending upgrade, until answered */
-  int refs;            /* socket + records in flight + open timer; plain
-                          int: only the owning worker touches it */
+  kwp_conn_t *conn;           /* NULL once the socket is gone */
+  kwp_session_claim_t *claim; /* producer sessions: this instance's place */
+  kwp_upgrade_cb done;        /* pending upgrade, until answered */
+  int refs;                   /* socket + records in flight + open timer; plain
+                                 int: only the owning worker touches it */
   kwp_worker_t *wk;
   kwp_kproducer_t *kp;
   char client_id[PARAM_MAX], topic[PARAM_MAX], instance_id[PARAM_MAX];
@@ -61,6 +63,7 @@ static void sess_unref(produce_sess_t *s) {
   }
   if (s->rate)
     kwp_rate_release(s->rate);
+  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
   free(s->ring);
   free(s);
 }
@@ -294,6 +297,8 @@ static void rate_timer_closed(uv_handle_t *h) {
 
 static void produce_close(kwp_conn_t *conn, void *state) {
   produce_sess_t *s = state;
+  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  s->claim = NULL;
   s->conn = NULL; /* in-flight records still complete; results dropped */
   uv_close((uv_handle_t *)&s->rate_timer, rate_timer_closed);
   if (s->tx) {
@@ -382,6 +387,7 @@ static int64_t producer_rate(const kwp_config_t *cfg, const char *client_id) {
 static void sess_discard(produce_sess_t *s) {
   if (s->rate)
     kwp_rate_release(s->rate);
+  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
   free(s->ring);
   free(s);
 }
@@ -440,19 +446,10 @@ static int tx_open(produce_sess_t *s, char *msg, size_t msglen) {
   return KWP_EUNAVAILABLE;
 }
 
-static void topic_checked(void *arg, int partitions) {
-  produce_sess_t *s = arg;
-  char msg[PARAM_MAX + 64];
-  int err = 0;
-  if (partitions == KWP_ENOTFOUND) {
-    err = KWP_EBADREQ;
-    snprintf(msg, sizeof(msg), "Topic %s does not exist", s->topic);
-  } else if (partitions < 0) {
-    err = KWP_EUNAVAILABLE;
-    snprintf(msg, sizeof(msg), "Kafka cluster is unreachable");
-  } else {
-    err = sess_init(s, msg, sizeof(msg));
-  }
+/* Set up the producer and answer the upgrade (or let tx_ready() answer). */
+static void sess_open(produce_sess_t *s, int err, char *msg, size_t msglen) {
+  if (!err)
+    err = sess_init(s, msg, msglen);
   kwp_upgrade_cb done = s->done;
   kwp_conn_t *conn = s->conn;
   if (err) {
@@ -462,10 +459,43 @@ static void topic_checked(void *arg, int partitions) {
   }
   if (!s->transactional) {
     done(conn, &produce_handler, s, 0, NULL);
-  } else if ((err = tx_open(s, msg, sizeof(msg))) != 0) {
+  } else if ((err = tx_open(s, msg, msglen)) != 0) {
     produce_close(conn, s);
     done(conn, NULL, NULL, err, msg);
   } /* else tx_ready() answers */
+}
+
+/* producer.sessions-enabled: the cluster's verdict on this instance. */
+static void admitted(void *arg, int err, const char *message,
+                     kwp_session_claim_t *claim) {
+  produce_sess_t *s = arg;
+  char msg[PARAM_MAX + 640];
+  s->claim = claim;
+  snprintf(msg, sizeof(msg), "%s", message);
+  sess_open(s, err, msg, sizeof(msg));
+}
+
+static void topic_checked(void *arg, int partitions) {
+  produce_sess_t *s = arg;
+  char msg[PARAM_MAX + 640];
+  int err = 0;
+  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
+  kwp_session_t *ss = kwp_worker_ctx(s->wk)->session;
+  if (partitions == KWP_ENOTFOUND) {
+    err = KWP_EBADREQ;
+    snprintf(msg, sizeof(msg), "Topic %s does not exist", s->topic);
+  } else if (partitions < 0) {
+    err = KWP_EUNAVAILABLE;
+    snprintf(msg, sizeof(msg), "Kafka cluster is unreachable");
+  } else if (cfg->producer.sessions_enabled) {
+    err = kwp_session_admit(
+        ss, s->wk, KWP_SESSION_PRODUCER, s->client_id, s->instance_id,
+        kwp_session_producer_limit(cfg, s->client_id), admitted, s);
+    if (!err)
+      return; /* admitted() goes on */
+    kwp_session_refusal(ss, err, msg, sizeof(msg));
+  }
+  sess_open(s, err, msg, sizeof(msg));
 }
 
 void kwp_produce_upgrade(kwp_conn_t *conn, const char *url,
