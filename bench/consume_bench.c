@@ -953,7 +953,7 @@ int main(int argc, char **argv) {
         "  ws:      --bootstrap B --port P [--connections C] [--batch N] "
         "[--seconds D]\n"
         "  latency: --bootstrap B --port P --rate R --seconds D [--size "
-        "S>=40]\n"
+        "S>=40] [--burst-ms MS]\n"
         "  idle:    --port P --connections C [--hold S]\n"
         "  common:  [--group G] [--host H] [--stall S]\n"
         "  direct consumers: [--set librdkafka.key=value]...\n");

@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 
 DEB_PKGS="build-essential pkg-config libuv1-dev librdkafka-dev libjansson-dev libavro-dev libssl-dev \
-node-llhttp clang-format maven default-jre-headless python3-pip"
+node-llhttp clang-format maven default-jre-headless python3-pip haproxy"
 PY_PKGS="pytest websocket-client websockets confluent-kafka"
 KAFKA_VERSION=${KAFKA_VERSION:-3.9.2}
 KAFKA_LIBS=${KWP_KAFKA_LIBS:-$HOME/.cache/kafka-ws-proxy/kafka-$KAFKA_VERSION/libs}
