@@ -427,9 +427,11 @@ void kwp_sstate_stale_claims(kwp_sstate_t *st, const char *server_id,
     for (sess_t *s = st->buckets[b]; s; s = s->next)
       for (size_t i = 0; i < s->n; i++) {
         inst_t *in = &s->inst[i];
-        int mine_old = !strcmp(in->server_id, server_id) &&
-                       strcmp(in->incarnation, incarnation) != 0;
-        if (in->reported || !(mine_old || inst_alive(st, in) < 0))
+        int mine = !strcmp(in->server_id, server_id);
+        int mine_now = mine && !strcmp(in->incarnation, incarnation);
+        /* Our own live sockets are never cleaned up from here, even when
+         * our heartbeats were late (e.g. Kafka was away for a while). */
+        if (in->reported || mine_now || !(mine || inst_alive(st, in) < 0))
           continue;
         kwp_claim_t c = {.nonce = in->nonce, .kind = s->kind, .session = s->id};
         kwp_sstate_claim_key(key, sizeof(key), &c);

@@ -4,3 +4,4 @@
 #include "test/unit/list_consume.h"
 #include "test/unit/list_core.h"
 #include "test/unit/list_produce.h"
+#include "test/unit/list_session.h"

@@ -1,0 +1,8 @@
+/* session handler state tests */
+KWP_TEST_ENTRY(sstate_limit_and_duplicates)
+KWP_TEST_ENTRY(sstate_release_frees_a_slot)
+KWP_TEST_ENTRY(sstate_dead_nodes_stop_counting)
+KWP_TEST_ENTRY(sstate_restart_and_stale_claims)
+KWP_TEST_ENTRY(sstate_same_order_same_verdicts)
+KWP_TEST_ENTRY(sstate_ignores_foreign_records)
+KWP_TEST_ENTRY(session_limits_from_config)
