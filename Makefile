@@ -108,6 +108,7 @@ e2e: all
 bench: setup $(BIN) $(BENCH_BIN)
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/produce_run.py
+	$(PYTHON) bench/consume_run.py
 
 # libFuzzer targets. Needs clang with its runtime (Debian: clang
 # libclang-rt-14-dev; not installed by test/setup.sh). Builds each target, then

@@ -83,8 +83,11 @@ static double cb_pct(uint64_t *v, long n, double p) {
 static atomic_int cb_stop;
 static atomic_long cb_errors;
 
-__attribute__((format(printf, 1, 2))) static void cb_error(const char *fmt,
-                                                           ...) {
+static void cb_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* Counted; the first 20 are described on stderr. */
+static void cb_error(const char *fmt, ...) {
   if (atomic_fetch_add(&cb_errors, 1) < 20) {
     va_list ap;
     va_start(ap, fmt);
@@ -233,8 +236,10 @@ static int cb_fill(const cb_opts_t *o) {
   double secs = (double)(cb_now_ns() - t0) / 1e9;
   long ok = atomic_load(&cb_dr_ok), bad = atomic_load(&cb_dr_err);
   printf("{\"mode\":\"fill\",\"partitions\":%d,\"size\":%ld,\"acked\":%ld,"
-         "\"errors\":%ld,\"seconds\":%.3f,\"msgs_per_sec\":%.1f}\n",
-         parts, o->size, ok, bad, secs, (double)ok / secs);
+         "\"errors\":%ld,\"seconds\":%.3f,\"msgs_per_sec\":%.1f,"
+         "\"librdkafka\":\"%s\"}\n",
+         parts, o->size, ok, bad, secs, (double)ok / secs,
+         rd_kafka_version_str());
   rd_kafka_destroy(rk);
   free(payload);
   return ok == o->count && !bad ? 0 : 1;
@@ -629,7 +634,8 @@ static void cb_group(const cb_opts_t *o, char *out, size_t len,
  * the records so far count, up to that instant); give up after o->stall
  * seconds without progress (60 s before the first record: joining the
  * group). Returns the records that count. */
-static long cb_wait_all(const cb_opts_t *o, int *limited) {
+static long cb_wait_all(const cb_opts_t *o, int *limited, long *records,
+                        long *stray) {
   long last = -1, u = 0;
   uint64_t since = cb_now_ns();
   *limited = 0;
@@ -637,6 +643,8 @@ static long cb_wait_all(const cb_opts_t *o, int *limited) {
     cb_sleep_ms(5);
     uint64_t now = cb_now_ns(), first = atomic_load(&cb_first_ns);
     if (o->seconds > 0 && first && (double)(now - first) / 1e9 >= o->seconds) {
+      *records = atomic_load(&cb_records);
+      *stray = atomic_load(&cb_stray);
       u = atomic_load(&cb_unique);
       atomic_store(&cb_last_ns, now);
       *limited = 1;
@@ -650,6 +658,10 @@ static long cb_wait_all(const cb_opts_t *o, int *limited) {
                cb_expect);
       break;
     }
+  }
+  if (!*limited) {
+    *records = atomic_load(&cb_records);
+    *stray = atomic_load(&cb_stray);
   }
   atomic_store(&cb_stop, 1);
   return u;
@@ -674,7 +686,8 @@ static int cb_throughput(const cb_opts_t *o, int ws) {
     }
   }
   int limited;
-  long unique = cb_wait_all(o, &limited);
+  long records, stray, unique = cb_wait_all(o, &limited, &records, &stray);
+  long dups = records - unique - stray;
   double cpu = cb_cpu_s() - cpu0;
   if (ws)
     cb_ws_join();
@@ -694,9 +707,8 @@ static int cb_throughput(const cb_opts_t *o, int ws) {
       "\"mb_per_sec\":%.2f,\"msgs_per_sec_from_connect\":%.1f,"
       "\"frames\":%ld,\"wire_mb_per_sec\":%.2f,\"client_cpu_s\":%.3f}\n",
       o->mode, o->conns, o->size, ws ? o->batch : 0, cb_nparts, cb_expect,
-      unique, limited ? "true" : "false", atomic_load(&cb_records),
-      atomic_load(&cb_records) - unique - atomic_load(&cb_stray),
-      atomic_load(&cb_stray), atomic_load(&cb_errors), secs, total,
+      unique, limited ? "true" : "false", records, dups > 0 ? dups : 0, stray,
+      atomic_load(&cb_errors), secs, total,
       first ? (double)(first - t0) / 1e9 : 0,
       secs > 0 ? (double)unique / secs : 0,
       secs > 0 ? (double)unique * (double)o->size / secs / 1e6 : 0,

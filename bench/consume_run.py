@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -40,6 +41,7 @@ FILL = ((100, 2000000), (1000, 1000000))
 SOCKETS = (1, 16)
 RATE, LAT_SECONDS, LAT_SIZE, BURST_MS = 5000, 10.0, 100, 300
 IDLE = 16
+BATCH = 100
 CAPPED_SECONDS = 4.0
 
 problems = []
@@ -114,16 +116,23 @@ class Proxy:
         log.flush()
         self.proc = subprocess.Popen(args, env=env, stderr=log, stdout=log)
         self.pid = self.proc.pid
-        for _ in range(100):
+        # /ready (session state replayed) where the build has it, else
+        # /healthcheck
+        for _ in range(300):
             try:
                 urllib.request.urlopen(
-                    "http://127.0.0.1:%d/healthcheck" % self.port, timeout=1)
+                    "http://127.0.0.1:%d/ready" % self.port, timeout=1)
                 return
+            except urllib.error.HTTPError as e:
+                if e.code == 404:
+                    return
             except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        raise RuntimeError("proxy not healthy (exit %s)" % self.proc.poll())
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("proxy not ready in 30 s (exit %s)" %
+                           self.proc.poll())
 
     def alive(self, what):
         if self.proc.poll() is not None:
@@ -143,19 +152,21 @@ class Proxy:
             return self.proc.wait()
 
 
-def throughput(b, proxy, props, tpc, size, conns, seconds=None):
+def throughput(b, proxy, props, tpc, size, conns, seconds=None, batch=0):
     """Direct, then through the proxy, on the same topic (fresh groups)."""
-    what = "%d B x %d socket(s)" % (size, conns)
+    what = "%d B x %d socket(s)%s" % (size, conns,
+                                      " batchSize=%d" % batch if batch else "")
     extra = ["--seconds", str(seconds)] if seconds else []
     base = ["--bootstrap", b.bootstrap, "--topic", tpc, "--size", str(size),
             "--connections", str(conns)] + extra
     d = run_tool("direct " + what, ["--mode", "direct"] + base + sets(props))
     c0 = cpu_seconds(proxy.pid)
-    p = run_tool("proxy " + what, ["--mode", "ws", "--port",
-                                   str(proxy.port)] + base)
+    p = run_tool("proxy " + what, ["--mode", "ws", "--port", str(proxy.port),
+                                   "--batch", str(batch)] + base)
     cpu = cpu_seconds(proxy.pid) - c0
     proxy.alive("proxy " + what)
-    r = {"size": size, "connections": conns, "direct": d, "proxy": p}
+    r = {"size": size, "connections": conns, "batch": batch, "direct": d,
+         "proxy": p}
     if d and p and d["msgs_per_sec"] and p["received"]:
         r["ratio"] = p["msgs_per_sec"] / d["msgs_per_sec"]
         r["proxy_cpu_s_per_M"] = cpu / p["received"] * 1e6
@@ -163,8 +174,8 @@ def throughput(b, proxy, props, tpc, size, conns, seconds=None):
     return r
 
 
-def latency(b, proxy, props, burst):
-    tpc = topic(AdminClient({"bootstrap.servers": b.bootstrap}), 1)
+def latency(b, admin, proxy, props, burst):
+    tpc = topic(admin, 1)
     what = "latency%s" % (" with a %d ms burst" % burst if burst else "")
     r = run_tool(what, ["--mode", "latency", "--bootstrap", b.bootstrap,
                         "--port", str(proxy.port), "--topic", tpc, "--rate",
@@ -179,9 +190,9 @@ def latency(b, proxy, props, burst):
     return r
 
 
-def idle(b, proxy):
+def idle(admin, proxy):
     """RSS and threads per idle consumer socket (joined, nothing to read)."""
-    tpc = topic(AdminClient({"bootstrap.servers": b.bootstrap}), 16)
+    tpc = topic(admin, 16)
     pid = proxy.pid
     rss0, thr0 = status(pid, "VmRSS"), status(pid, "Threads")
     p = subprocess.Popen([TOOL, "--mode", "idle", "--port", str(proxy.port),
@@ -207,14 +218,16 @@ def idle(b, proxy):
 
 def fmt_tp(r):
     d, p = r["direct"] or {}, r["proxy"] or {}
-    return "| %d B | %d | %.0f | %.1f | %.0f | %.1f | %s | %s | %s | %.2f / %.2f |" % (
-        r["size"], r["connections"], d.get("msgs_per_sec", 0),
-        d.get("mb_per_sec", 0), p.get("msgs_per_sec", 0),
-        p.get("mb_per_sec", 0),
-        "%.2f" % r["ratio"] if "ratio" in r else "-",
-        "%.2f" % r["proxy_cpu_s_per_M"] if "proxy_cpu_s_per_M" in r else "-",
-        "%.2f" % r["direct_cpu_s_per_M"] if "direct_cpu_s_per_M" in r else "-",
-        d.get("seconds_from_connect", 0), p.get("seconds_from_connect", 0))
+    opt = lambda k: "%.2f" % r[k] if k in r else "-"  # noqa: E731
+    return "| %d B | %d%s | %.0f | %.1f | %.0f | %.1f | %s | %s | %s | " \
+        "%.2f / %.2f |" % (
+            r["size"], r["connections"],
+            " (batchSize=%d)" % r["batch"] if r.get("batch") else "",
+            d.get("msgs_per_sec", 0), d.get("mb_per_sec", 0),
+            p.get("msgs_per_sec", 0), p.get("mb_per_sec", 0), opt("ratio"),
+            opt("proxy_cpu_s_per_M"), opt("direct_cpu_s_per_M"),
+            d.get("seconds_from_connect", 0),
+            p.get("seconds_from_connect", 0))
 
 
 TP_HEAD = ("| size | sockets | direct msg/s | direct MB/s | proxy msg/s | "
@@ -268,9 +281,9 @@ def main():
         # the prefetch limits leave of throughput.
         proxy = Proxy(b.bootstrap, None, log)
         sh = results["shipped"]
-        sh["idle"] = idle(b, proxy)
-        sh["latency"] = latency(b, proxy, SHIPPED, 0)
-        sh["latency_burst"] = latency(b, proxy, SHIPPED, BURST_MS)
+        sh["idle"] = idle(admin, proxy)
+        sh["latency"] = latency(b, admin, proxy, SHIPPED, 0)
+        sh["latency_burst"] = latency(b, admin, proxy, SHIPPED, BURST_MS)
         sh["throughput"] = [throughput(b, proxy, SHIPPED, topics[size], size,
                                        1, CAPPED_SECONDS)
                             for size, _ in FILL]
@@ -284,8 +297,11 @@ def main():
         ra["throughput"] = [throughput(b, proxy, RAISED, topics[size], size,
                                        conns)
                             for size, _ in FILL for conns in SOCKETS]
-        ra["latency"] = latency(b, proxy, RAISED, 0)
-        ra["latency_burst"] = latency(b, proxy, RAISED, BURST_MS)
+        # one JSON array per frame instead of a frame per record
+        ra["throughput"].append(throughput(b, proxy, RAISED, topics[100], 100,
+                                           1, batch=BATCH))
+        ra["latency"] = latency(b, admin, proxy, RAISED, 0)
+        ra["latency_burst"] = latency(b, admin, proxy, RAISED, BURST_MS)
         ra["proxy_rss_kb"] = status(proxy.pid, "VmRSS")
         ra["proxy_peak_rss_kb"] = status(proxy.pid, "VmHWM")
         ra["proxy_exit"] = proxy.stop()
@@ -293,6 +309,7 @@ def main():
     finally:
         if proxy:
             proxy.stop()
+        del admin  # before the broker goes: no reconnect noise
         b.cleanup()
         log.close()
     results["seconds"] = time.monotonic() - t_start
@@ -301,6 +318,9 @@ def main():
             problems.append("%s: proxy exit status %s after SIGTERM" % (
                 k, results[k].get("proxy_exit")))
 
+    lib = [f["librdkafka"] for f in results["fill"] if f]
+    print("\nproxy %s, librdkafka %s, %d cores" % (
+        PROXY, lib[0] if lib else "?", os.cpu_count()))
     print("\n## Throughput, prefetch limits raised on both sides (%s)" %
           ", ".join("%s=%s" % kv for kv in RAISED.items()))
     print("records: " + ", ".join(
@@ -309,8 +329,9 @@ def main():
     print(TP_HEAD)
     for r in results["raised"].get("throughput", []):
         print(fmt_tp(r))
-    print("\n## Throughput, shipped defaults (%s), first %.0f s of each run\n" % (
-        ", ".join("%s=%s" % kv for kv in SHIPPED.items()), CAPPED_SECONDS))
+    print("\n## Throughput, shipped defaults (%s), first %.0f s of each "
+          "run\n" % (", ".join("%s=%s" % kv for kv in SHIPPED.items()),
+                     CAPPED_SECONDS))
     print(TP_HEAD)
     for r in results["shipped"].get("throughput", []):
         print(fmt_tp(r))
