@@ -61,6 +61,9 @@ typedef struct consume_sess {
   uv_timer_t rate_timer, commit_timer, close_timer;
   kwp_written_t *written;     /* autoCommit=true */
   kwp_session_claim_t *claim; /* this socket's place in its group */
+  /* librdkafka < 2.2 only (see fetch_kick()): bytes delivered since the
+   * queue was last empty, and the level that means "it was full". */
+  size_t drained, kick_bytes;
   int commits_inflight;
   uint64_t commit_failures;
   uv_work_t destroy;
@@ -241,6 +244,7 @@ static void record_emit(consume_sess_t *s, rd_kafka_message_t *rkm) {
     frame_end(s);
     s->in_batch = 0;
   }
+  s->drained += rkm->len + rkm->key_len;
   if (s->stack) {
     kwp_commit_push(s->stack, r.partition, r.offset, r.timestamp, now_ms(s));
   } else {
@@ -410,10 +414,37 @@ static void on_event(rd_kafka_event_t *rkev, void *arg) {
   rd_kafka_event_destroy(rkev);
 }
 
-static void on_drained(void *arg) {
+/* librdkafka before 2.2 stops fetching when the consumer's queue reached
+ * queued.max.messages.kbytes and looks again only when its broker thread
+ * next wakes, up to 1 s later: a socket catching up on a backlog would get
+ * one queue's worth per second. A seek wakes that thread, so when we have
+ * just emptied a queue that must have been full, we seek every partition to
+ * where it is (its next record), which restarts the fetcher at once. With a
+ * full queue no fetch is in flight, so the seek discards nothing. */
+static void fetch_kick(consume_sess_t *s) {
+  rd_kafka_topic_partition_list_t *l = NULL;
+  size_t drained = s->drained;
+  s->drained = 0;
+  if (drained < s->kick_bytes || s->paused ||
+      rd_kafka_assignment(s->rk, &l) != 0 || !l)
+    return;
+  rd_kafka_position(s->rk, l);
+  for (int i = l->cnt - 1; i >= 0; i--)
+    if (l->elems[i].offset < 0) /* nothing delivered yet */
+      rd_kafka_topic_partition_list_del_by_idx(l, i);
+  rd_kafka_error_t *e = l->cnt ? rd_kafka_seek_partitions(s->rk, l, 0) : NULL;
+  if (e)
+    rd_kafka_error_destroy(e);
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void on_drained(void *arg, int empty) {
   consume_sess_t *s = arg;
-  if (s->state == ST_OPEN)
-    flush(s);
+  if (s->state != ST_OPEN)
+    return;
+  flush(s);
+  if (empty && s->kick_bytes)
+    fetch_kick(s);
 }
 
 /* --- socket callbacks --- */
@@ -545,19 +576,39 @@ static const kwp_ws_handler_t consume_handler = {
 
 /* --- the Kafka consumer --- */
 
-/* Our defaults keep a socket's prefetch small; the user's
- * consumer.kafka-client-properties win. */
+/* Our defaults keep a socket's prefetch small (the user's
+ * consumer.kafka-client-properties win): at most 2 MB queued per partition,
+ * filled by fetches of at most 256 KB per partition. A fetch response smaller
+ * than the queue bound matters: librdkafka before 2.2 stops fetching a
+ * partition whose queue is over a bound and looks again only when its broker
+ * thread next wakes, up to 1 s later; so the queue must not reach the bound
+ * while the client keeps up. The count bound is left high so that the bytes
+ * decide. Newer librdkafka makes that wait configurable: 10 ms. */
 static const char *const small_buffers[][2] = {
-    {"queued.max.messages.kbytes", "1024"},
-    {"queued.min.messages", "1000"},
-    {"fetch.max.bytes", "1048576"},
-    {"enable.partition.eof", "false"},
+    {"queued.max.messages.kbytes", "2048"},  {"queued.min.messages", "100000"},
+    {"max.partition.fetch.bytes", "262144"}, {"fetch.max.bytes", "1048576"},
+    {"enable.partition.eof", "false"},       {"fetch.queue.backoff.ms", "10"},
 };
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
                     char *errbuf, size_t errlen) {
   return rd_kafka_conf_set(conf, k, v, errbuf, errlen) == RD_KAFKA_CONF_OK ? 0
                                                                            : -1;
+}
+
+/* Whether fetch_kick() is needed, and its level: 3/4 of the queue bound. */
+static int kick_setup(consume_sess_t *s, rd_kafka_conf_t *conf) {
+  char v[64];
+  size_t n = sizeof(v);
+  if (rd_kafka_conf_get(conf, "fetch.queue.backoff.ms", v, &n) ==
+      RD_KAFKA_CONF_OK)
+    return 0; /* librdkafka >= 2.2 */
+  n = sizeof(v);
+  if (rd_kafka_conf_get(conf, "queued.max.messages.kbytes", v, &n) !=
+      RD_KAFKA_CONF_OK)
+    return 0;
+  s->kick_bytes = (size_t)strtoull(v, NULL, 10) * 1024 * 3 / 4;
+  return 0;
 }
 
 static rd_kafka_t *consumer_create(consume_sess_t *s, char *errbuf,
@@ -570,9 +621,11 @@ static rd_kafka_t *consumer_create(consume_sess_t *s, char *errbuf,
     return NULL;
   for (size_t i = 0; i < sizeof(small_buffers) / sizeof(small_buffers[0]); i++)
     if (!kwp_props_get(props, small_buffers[i][0]) &&
-        conf_set(conf, small_buffers[i][0], small_buffers[i][1], errbuf,
-                 errlen) != 0)
-      goto fail;
+        rd_kafka_conf_set(conf, small_buffers[i][0], small_buffers[i][1],
+                          errbuf, errlen) == RD_KAFKA_CONF_INVALID)
+      goto fail; /* UNKNOWN: an older librdkafka, fine */
+  if (kick_setup(s, conf) != 0)
+    goto fail;
   if (conf_set(conf, "group.id", s->group_id, errbuf, errlen) ||
       conf_set(conf, "client.id", s->client_id, errbuf, errlen) ||
       conf_set(conf, "auto.offset.reset",

@@ -17,7 +17,7 @@ struct kwp_kbridge {
   rd_kafka_queue_t *rkq;
   int fds[2];
   kwp_kbridge_cb cb;
-  void (*drained)(void *arg);
+  void (*drained)(void *arg, int empty);
   void *arg;
   void (*done)(void *arg);
   void *done_arg;
@@ -32,7 +32,8 @@ static void kbridge_poll_cb(uv_poll_t *h, int status, int events) {
   kwp_kbridge_drain(kb);
 }
 
-void kwp_kbridge_set_drained(kwp_kbridge_t *kb, void (*cb)(void *arg)) {
+void kwp_kbridge_set_drained(kwp_kbridge_t *kb,
+                             void (*cb)(void *arg, int empty)) {
   kb->drained = cb;
 }
 
@@ -50,7 +51,7 @@ void kwp_kbridge_drain(kwp_kbridge_t *kb) {
     (void)r;
   }
   if (kb->drained)
-    kb->drained(kb->arg);
+    kb->drained(kb->arg, i < KBRIDGE_BUDGET);
 }
 
 kwp_kbridge_t *kwp_kbridge_new(uv_loop_t *loop, rd_kafka_queue_t *rkq,

@@ -26,11 +26,12 @@ kwp_kbridge_t *kwp_kbridge_new(uv_loop_t *loop, rd_kafka_queue_t *rkq,
                                size_t errlen);
 
 /**
- * Also call @p cb after each drain (when the queue is empty or the budget
- * is used up), e.g. to flush what the events produced in one write.
- * @locality the loop's thread
+ * Also call @p cb after each drain, e.g. to flush what the events produced
+ * in one write; @p empty is 1 when the queue was emptied, 0 when the budget
+ * ran out first. @locality the loop's thread
  */
-void kwp_kbridge_set_drained(kwp_kbridge_t *kb, void (*cb)(void *arg));
+void kwp_kbridge_set_drained(kwp_kbridge_t *kb,
+                             void (*cb)(void *arg, int empty));
 
 /**
  * Drain what is queued now (at most a budget; the rest on the next turn).
