@@ -8,68 +8,15 @@
  * records the kernel took (autoCommit=true), always asynchronous; when the
  * socket closes they are written before the consumer leaves the group.
  * Worker thread only. */
-#include "codec/consume.h"
 #include "codec/ws.h"
-#include "commit/commit.h"
-#include "commit/written.h"
-#include "core/endpoint.h"
+#include "core/consume_int.h"
 #include "core/error.h"
-#include "core/kafka.h"
-#include "core/kbridge.h"
 #include "core/log.h"
-#include "core/params.h"
-#include "core/ratelimit.h"
-#include "core/worker.h"
-#include "session/session.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#define FLUSH_FRAMES 64
-#define FLUSH_BYTES (256 * 1024)
-#define CLOSE_POLL_MS 10
-
-enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
-enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
-
-typedef struct consume_sess {
-  kwp_conn_t *conn;    /* NULL once the socket is gone */
-  kwp_upgrade_cb done; /* pending upgrade, until answered */
-  kwp_worker_t *wk;
-  const kwp_config_t *cfg;
-  int refs; /* socket + open handles + destroy work; worker-owned */
-  int state;
-  char client_id[KWP_PARAM_MAX], group_id[KWP_PARAM_MAX], topic[KWP_PARAM_MAX];
-  char reset[KWP_PARAM_MAX], isolation[KWP_PARAM_MAX];
-  kwp_fmt_t key_fmt, val_fmt;
-  int auto_commit;
-  int64_t rate, batch;
-  rd_kafka_t *rk;
-  rd_kafka_queue_t *rkq;
-  kwp_kbridge_t *kb;
-  kwp_commit_t *stack; /* autoCommit=false */
-  /* Frames of this drain: [start[i], start[i+1]) and the last up to len. */
-  kwp_sbuf_t out;
-  size_t start[FLUSH_FRAMES + 1];
-  unsigned nframes;
-  int64_t in_batch;        /* records in the open batch frame */
-  int paused;              /* CPAUSE_* bits */
-  rd_kafka_event_t **held; /* fetched while paused, delivered on resume */
-  size_t nheld, held_cap;
-  kwp_rate_t *rate_sock, *rate_group;
-  uv_timer_t rate_timer, commit_timer, close_timer;
-  kwp_written_t *written;     /* autoCommit=true */
-  kwp_session_claim_t *claim; /* this socket's place in its group */
-  /* librdkafka < 2.2 only (see fetch_kick()): bytes delivered since the
-   * queue was last empty, and the level that means "it was full". */
-  size_t drained, kick_bytes;
-  int commits_inflight;
-  uint64_t commit_failures;
-  uv_work_t destroy;
-} consume_sess_t;
-
-static void sess_unref(consume_sess_t *s) {
+void kwp_consume__unref(consume_sess_t *s) {
   if (--s->refs > 0)
     return;
   for (size_t i = 0; i < s->nheld; i++)
@@ -164,7 +111,7 @@ static void commit_written(consume_sess_t *s, int32_t only) {
     commit_send(s, pos, n);
 }
 
-static void commit_timer_cb(uv_timer_t *t) {
+void kwp_consume__commit_tick(uv_timer_t *t) {
   consume_sess_t *s = t->data;
   if (s->state != ST_OPEN)
     return;
@@ -389,7 +336,7 @@ static void on_committed(consume_sess_t *s, rd_kafka_event_t *rkev) {
     close_consumer(s);
 }
 
-static void on_event(rd_kafka_event_t *rkev, void *arg) {
+void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg) {
   consume_sess_t *s = arg;
   switch (rd_kafka_event_type(rkev)) {
   case RD_KAFKA_EVENT_FETCH:
@@ -438,7 +385,7 @@ static void fetch_kick(consume_sess_t *s) {
   rd_kafka_topic_partition_list_destroy(l);
 }
 
-static void on_drained(void *arg, int empty) {
+void kwp_consume__on_drained(void *arg, int empty) {
   consume_sess_t *s = arg;
   if (s->state != ST_OPEN)
     return;
@@ -484,7 +431,7 @@ static void consume_writable(kwp_conn_t *conn, void *state) {
 }
 
 static void handle_closed(uv_handle_t *h) {
-  sess_unref(h->data);
+  kwp_consume__unref(h->data);
 }
 
 static void destroy_work(uv_work_t *w) {
@@ -494,7 +441,7 @@ static void destroy_work(uv_work_t *w) {
 }
 
 static void destroy_done(uv_work_t *w, int status) {
-  sess_unref(w->data);
+  kwp_consume__unref(w->data);
 }
 
 static void bridge_closed(void *arg) {
@@ -504,7 +451,7 @@ static void bridge_closed(void *arg) {
   if (uv_queue_work(kwp_worker_loop(s->wk), &s->destroy, destroy_work,
                     destroy_done) != 0) {
     destroy_work(&s->destroy);
-    sess_unref(s);
+    kwp_consume__unref(s);
   }
 }
 
@@ -559,312 +506,17 @@ static void consume_close(kwp_conn_t *conn, void *state) {
   else
     uv_timer_start(&s->close_timer, commit_wait_over,
                    (uint64_t)s->cfg->server.shutdown_grace_period_ms, 0);
-  sess_unref(s);
+  kwp_consume__unref(s);
 }
 
 static int consume_open(kwp_conn_t *conn, void **state) {
   return 0;
 }
 
-static const kwp_ws_handler_t consume_handler = {
+const kwp_ws_handler_t kwp_consume__handler = {
     .name = "consume",
     .open = consume_open,
     .message = consume_message,
     .writable = consume_writable,
     .close = consume_close,
 };
-
-/* --- the Kafka consumer --- */
-
-/* Our defaults keep a socket's prefetch small (the user's
- * consumer.kafka-client-properties win): at most 2 MB queued per partition,
- * filled by fetches of at most 256 KB per partition. A fetch response smaller
- * than the queue bound matters: librdkafka before 2.2 stops fetching a
- * partition whose queue is over a bound and looks again only when its broker
- * thread next wakes, up to 1 s later; so the queue must not reach the bound
- * while the client keeps up. The count bound is left high so that the bytes
- * decide. Newer librdkafka makes that wait configurable: 10 ms. */
-static const char *const small_buffers[][2] = {
-    {"queued.max.messages.kbytes", "2048"},  {"queued.min.messages", "100000"},
-    {"max.partition.fetch.bytes", "262144"}, {"fetch.max.bytes", "1048576"},
-    {"enable.partition.eof", "false"},       {"fetch.queue.backoff.ms", "10"},
-};
-
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
-                    char *errbuf, size_t errlen) {
-  return rd_kafka_conf_set(conf, k, v, errbuf, errlen) == RD_KAFKA_CONF_OK ? 0
-                                                                           : -1;
-}
-
-/* Whether fetch_kick() is needed, and its level: 3/4 of the queue bound. */
-static int kick_setup(consume_sess_t *s, rd_kafka_conf_t *conf) {
-  char v[64];
-  size_t n = sizeof(v);
-  if (rd_kafka_conf_get(conf, "fetch.queue.backoff.ms", v, &n) ==
-      RD_KAFKA_CONF_OK)
-    return 0; /* librdkafka >= 2.2 */
-  n = sizeof(v);
-  if (rd_kafka_conf_get(conf, "queued.max.messages.kbytes", v, &n) !=
-      RD_KAFKA_CONF_OK)
-    return 0;
-  s->kick_bytes = (size_t)strtoull(v, NULL, 10) * 1024 * 3 / 4;
-  return 0;
-}
-
-static rd_kafka_t *consumer_create(consume_sess_t *s, char *errbuf,
-                                   size_t errlen) {
-  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
-  const kwp_props_t *props = &s->cfg->consumer.kafka_client_properties;
-  rd_kafka_conf_t *conf =
-      kwp_kafka_conf_new(ctx->kafka, props, KWP_KAFKA_CONSUMER, errbuf, errlen);
-  if (!conf)
-    return NULL;
-  for (size_t i = 0; i < sizeof(small_buffers) / sizeof(small_buffers[0]); i++)
-    if (!kwp_props_get(props, small_buffers[i][0]) &&
-        rd_kafka_conf_set(conf, small_buffers[i][0], small_buffers[i][1],
-                          errbuf, errlen) == RD_KAFKA_CONF_INVALID)
-      goto fail; /* UNKNOWN: an older librdkafka, fine */
-  if (kick_setup(s, conf) != 0)
-    goto fail;
-  if (conf_set(conf, "group.id", s->group_id, errbuf, errlen) ||
-      conf_set(conf, "client.id", s->client_id, errbuf, errlen) ||
-      conf_set(conf, "auto.offset.reset",
-               !strcmp(s->reset, "none") ? "error" : s->reset, errbuf,
-               errlen) ||
-      conf_set(conf, "isolation.level", s->isolation, errbuf, errlen) ||
-      conf_set(conf, "enable.auto.commit", "false", errbuf, errlen) ||
-      conf_set(conf, "enable.auto.offset.store", "false", errbuf, errlen))
-    goto fail;
-  rd_kafka_conf_set_events(
-      conf, RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_REBALANCE |
-                RD_KAFKA_EVENT_OFFSET_COMMIT | RD_KAFKA_EVENT_ERROR);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errlen);
-  if (rk)
-    return rk;
-fail:
-  rd_kafka_conf_destroy(conf);
-  return NULL;
-}
-
-static int consumer_start(consume_sess_t *s, char *errbuf, size_t errlen) {
-  if (!(s->rk = consumer_create(s, errbuf, errlen)))
-    return -1;
-  rd_kafka_poll_set_consumer(s->rk); /* one queue for everything */
-  s->rkq = rd_kafka_queue_get_consumer(s->rk);
-  s->kb = kwp_kbridge_new(kwp_worker_loop(s->wk), s->rkq, on_event, s, errbuf,
-                          errlen);
-  rd_kafka_topic_partition_list_t *topics =
-      rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, s->topic, RD_KAFKA_PARTITION_UA);
-  rd_kafka_resp_err_t err =
-      s->kb ? rd_kafka_subscribe(s->rk, topics) : RD_KAFKA_RESP_ERR__FAIL;
-  rd_kafka_topic_partition_list_destroy(topics);
-  if (err == 0) {
-    kwp_kbridge_set_drained(s->kb, on_drained);
-    return 0;
-  }
-  if (s->kb) {
-    snprintf(errbuf, errlen, "%s", rd_kafka_err2str(err));
-    kwp_kbridge_close(s->kb, NULL, NULL);
-  }
-  rd_kafka_queue_destroy(s->rkq);
-  rd_kafka_destroy(s->rk); /* never joined a group: returns at once */
-  return -1;
-}
-
-/* --- upgrade validation --- */
-
-static int choice_param(const char *url, const char *name, char *out,
-                        const char *const *allowed, int *err, char *msg,
-                        size_t msglen) {
-  int r = kwp_param(url, name, out, err, msg, msglen);
-  if (r <= 0) {
-    if (r == 0)
-      strcpy(out, allowed[0]);
-    return r;
-  }
-  for (const char *const *a = allowed; *a; a++)
-    if (!strcasecmp(out, *a)) {
-      strcpy(out, *a);
-      return 1;
-    }
-  *err = KWP_EBADREQ;
-  if (!strcmp(name, "isolationLevel"))
-    snprintf(msg, msglen,
-             "Read isolation '%s' is not a valid value. Please use one of "
-             "'read_committed' or 'read_uncommitted'.",
-             out);
-  else
-    snprintf(msg, msglen, "%s is not a valid offset reset strategy", out);
-  return -1;
-}
-
-static int parse_params(consume_sess_t *s, const char *url, int *err, char *msg,
-                        size_t msglen) {
-  static const char *const resets[] = {"earliest", "latest", "none", NULL};
-  static const char *const isolations[] = {"read_uncommitted", "read_committed",
-                                           NULL};
-  s->val_fmt = KWP_FMT_STRING;
-  s->auto_commit = 1;
-  if (kwp_param_required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
-      kwp_param_required(url, "topic", s->topic, err, msg, msglen) < 0 ||
-      kwp_param(url, "groupId", s->group_id, err, msg, msglen) < 0 ||
-      kwp_param_payload(url, err, msg, msglen) < 0 ||
-      kwp_param_format(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||
-      kwp_param_format(url, "valType", &s->val_fmt, err, msg, msglen) < 0 ||
-      choice_param(url, "offsetResetStrategy", s->reset, resets, err, msg,
-                   msglen) < 0 ||
-      choice_param(url, "isolationLevel", s->isolation, isolations, err, msg,
-                   msglen) < 0 ||
-      kwp_param_positive(url, "rate", 1000000000, &s->rate, err, msg, msglen) <
-          0 ||
-      kwp_param_positive(url, "batchSize", 100000, &s->batch, err, msg,
-                         msglen) < 0 ||
-      kwp_param_bool(url, "autoCommit", &s->auto_commit, err, msg, msglen) < 0)
-    return -1;
-  if (!*s->group_id)
-    snprintf(s->group_id, sizeof(s->group_id), "%.*s-group", KWP_PARAM_MAX - 8,
-             s->client_id);
-  return 0;
-}
-
-static const kwp_client_limit_t *group_limit(const kwp_config_t *cfg,
-                                             const char *group) {
-  const kwp_limits_t *l = &cfg->consumer.limits;
-  for (size_t i = 0; i < l->client_specific_count; i++)
-    if (!strcmp(l->client_specific[i].id, group))
-      return &l->client_specific[i];
-  return NULL;
-}
-
-/* Rate buckets and batch size from the parameters and consumer.limits. */
-static int apply_limits(consume_sess_t *s) {
-  const kwp_limits_t *l = &s->cfg->consumer.limits;
-  const kwp_client_limit_t *g = group_limit(s->cfg, s->group_id);
-  int64_t group_rate = g && g->messages_per_second >= 0
-                           ? g->messages_per_second
-                           : l->default_messages_per_second;
-  char id[KWP_PARAM_MAX + 32];
-  if (!s->batch)
-    s->batch = g && g->batch_size >= 0 ? g->batch_size : l->default_batch_size;
-  if (s->rate > 0) { /* a bucket of this socket's own */
-    snprintf(id, sizeof(id), "\x01socket\x01%llu",
-             (unsigned long long)kwp_conn_id(s->conn));
-    if (!(s->rate_sock = kwp_rate_acquire(id, s->rate)))
-      return -1;
-  }
-  if (group_rate > 0) { /* shared by the group's sockets on this node */
-    snprintf(id, sizeof(id), "\x01group\x01%s", s->group_id);
-    if (!(s->rate_group = kwp_rate_acquire(id, group_rate)))
-      return -1;
-  }
-  return 0;
-}
-
-static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
-  char errbuf[256];
-  uv_loop_t *loop = kwp_worker_loop(s->wk);
-  if (apply_limits(s) != 0 ||
-      (s->auto_commit && !(s->written = kwp_written_new())) ||
-      (!s->auto_commit &&
-       !(s->stack = kwp_commit_new(
-             s->topic, (size_t)s->cfg->commit_handler.max_stack_size)))) {
-    snprintf(msg, msglen, "Internal server error");
-    return KWP_ENOMEM;
-  }
-  if (consumer_start(s, errbuf, sizeof(errbuf)) != 0) {
-    snprintf(msg, msglen, "Cannot start the Kafka consumer: %s", errbuf);
-    return KWP_EUNAVAILABLE;
-  }
-  uv_timer_init(loop, &s->rate_timer);
-  uv_timer_init(loop, &s->commit_timer);
-  uv_timer_init(loop, &s->close_timer);
-  s->rate_timer.data = s->commit_timer.data = s->close_timer.data = s;
-  /* The socket, three timers and the consumer's destroy. */
-  s->refs = 5;
-  int64_t every = s->auto_commit ? s->cfg->consumer.auto_commit_interval_ms
-                  : s->cfg->commit_handler.auto_commit_enabled
-                      ? s->cfg->commit_handler.auto_commit_interval_ms
-                      : 0;
-  if (every > 0)
-    uv_timer_start(&s->commit_timer, commit_timer_cb, (uint64_t)every,
-                   (uint64_t)every);
-  return 0;
-}
-
-static void sess_discard(consume_sess_t *s) {
-  s->refs = 1;
-  sess_unref(s);
-}
-
-/* Answer the upgrade: the socket, or @p err with @p msg. */
-static void answer(consume_sess_t *s, int err, const char *msg) {
-  kwp_upgrade_cb done = s->done;
-  kwp_conn_t *conn = s->conn;
-  if (err) {
-    sess_discard(s);
-    done(conn, NULL, NULL, err, msg);
-    return;
-  }
-  done(conn, &consume_handler, s, 0, NULL);
-}
-
-/* The cluster's verdict on this socket joining its group's session. */
-static void admitted(void *arg, int err, const char *message,
-                     kwp_session_claim_t *claim) {
-  consume_sess_t *s = arg;
-  char msg[KWP_PARAM_MAX + 640];
-  s->claim = claim;
-  snprintf(msg, sizeof(msg), "%s", message);
-  if (!err)
-    err = sess_init(s, msg, sizeof(msg));
-  answer(s, err, msg);
-}
-
-static void topic_checked(void *arg, int partitions) {
-  consume_sess_t *s = arg;
-  char msg[KWP_PARAM_MAX + 320];
-  int err;
-  if (partitions == KWP_ENOTFOUND) {
-    err = KWP_EBADREQ;
-    snprintf(msg, sizeof(msg), "Topic %s was not found", s->topic);
-  } else if (partitions < 0) {
-    err = KWP_EUNAVAILABLE;
-    snprintf(msg, sizeof(msg), "Kafka cluster is unreachable");
-  } else {
-    kwp_session_t *ss = kwp_worker_ctx(s->wk)->session;
-    int64_t limit = kwp_session_consumer_limit(s->cfg, s->group_id, partitions);
-    err = kwp_session_admit(ss, s->wk, KWP_SESSION_CONSUMER, s->group_id,
-                            s->client_id, limit, admitted, s);
-    if (!err)
-      return; /* admitted() answers */
-    kwp_session_refusal(ss, err, msg, sizeof(msg));
-  }
-  answer(s, err, msg);
-}
-
-void kwp_consume_upgrade(kwp_conn_t *conn, const char *url,
-                         kwp_upgrade_cb done) {
-  char msg[KWP_PARAM_MAX + 128];
-  int err = KWP_ENOMEM;
-  consume_sess_t *s = calloc(1, sizeof(*s));
-  if (s) {
-    s->wk = kwp_conn_worker(conn);
-    s->cfg = kwp_worker_ctx(s->wk)->cfg;
-    s->conn = conn;
-  }
-  if (!s || parse_params(s, url, &err, msg, sizeof(msg)) != 0) {
-    if (!s)
-      snprintf(msg, sizeof(msg), "Internal server error");
-    free(s);
-    done(conn, NULL, NULL, err, msg);
-    return;
-  }
-  s->done = done;
-  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
-  if (kwp_kafka_topic_lookup(ctx->kafka, kwp_worker_loop(s->wk), s->topic,
-                             topic_checked, s) != 0) {
-    free(s);
-    done(conn, NULL, NULL, KWP_EINTERNAL, "Internal server error");
-  }
-}

@@ -1,0 +1,69 @@
+/* The state of one /socket/out socket, shared by core/consume.c (the socket
+ * and its Kafka events) and core/consume_open.c (the upgrade: parameters,
+ * limits, session admission, the consumer's creation). Worker thread only. */
+#ifndef KWP_CONSUME_INT_H
+#define KWP_CONSUME_INT_H
+
+#include "codec/consume.h"
+#include "commit/commit.h"
+#include "commit/written.h"
+#include "core/endpoint.h"
+#include "core/kbridge.h"
+#include "core/params.h"
+#include "core/ratelimit.h"
+#include "core/worker.h"
+#include "session/session.h"
+
+#include <librdkafka/rdkafka.h>
+
+#define FLUSH_FRAMES 64
+#define FLUSH_BYTES (256 * 1024)
+#define CLOSE_POLL_MS 10
+
+enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
+enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
+
+typedef struct kwp_consume_sess {
+  kwp_conn_t *conn;    /* NULL once the socket is gone */
+  kwp_upgrade_cb done; /* pending upgrade, until answered */
+  kwp_worker_t *wk;
+  const kwp_config_t *cfg;
+  int refs; /* socket + open handles + destroy work; worker-owned */
+  int state;
+  char client_id[KWP_PARAM_MAX], group_id[KWP_PARAM_MAX], topic[KWP_PARAM_MAX];
+  char reset[KWP_PARAM_MAX], isolation[KWP_PARAM_MAX];
+  kwp_fmt_t key_fmt, val_fmt;
+  int auto_commit;
+  int64_t rate, batch;
+  rd_kafka_t *rk;
+  rd_kafka_queue_t *rkq;
+  kwp_kbridge_t *kb;
+  kwp_commit_t *stack; /* autoCommit=false */
+  /* Frames of this drain: [start[i], start[i+1]) and the last up to len. */
+  kwp_sbuf_t out;
+  size_t start[FLUSH_FRAMES + 1];
+  unsigned nframes;
+  int64_t in_batch;        /* records in the open batch frame */
+  int paused;              /* CPAUSE_* bits */
+  rd_kafka_event_t **held; /* fetched while paused, delivered on resume */
+  size_t nheld, held_cap;
+  kwp_rate_t *rate_sock, *rate_group;
+  uv_timer_t rate_timer, commit_timer, close_timer;
+  kwp_written_t *written;     /* autoCommit=true */
+  kwp_session_claim_t *claim; /* this socket's place in its group */
+  /* librdkafka < 2.2 only (see fetch_kick()): bytes delivered since the
+   * queue was last empty, and the level that means "it was full". */
+  size_t drained, kick_bytes;
+  int commits_inflight;
+  uint64_t commit_failures;
+  uv_work_t destroy;
+} consume_sess_t;
+
+/* consume.c */
+extern const kwp_ws_handler_t kwp_consume__handler;
+void kwp_consume__unref(consume_sess_t *s);
+void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg);
+void kwp_consume__on_drained(void *arg, int empty);
+void kwp_consume__commit_tick(uv_timer_t *t);
+
+#endif
