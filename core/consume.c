@@ -280,6 +280,9 @@ static void drop_revoked(consume_sess_t *s,
                          const rd_kafka_topic_partition_list_t *parts) {
   for (int i = 0; i < parts->cnt; i++) {
     int32_t p = parts->elems[i].partition;
+    for (size_t j = 0; j < s->nretry; j++) /* never over a new owner's work */
+      if (s->retry[j].partition == p)
+        s->retry[j--] = s->retry[--s->nretry];
     if (s->stack)
       kwp_commit_drop(s->stack, p);
     else {
@@ -324,15 +327,66 @@ static void on_rebalance(consume_sess_t *s, rd_kafka_event_t *rkev) {
 
 static void close_consumer(consume_sess_t *s);
 
+/* Errors after which the same commit may succeed later (the coordinator is
+ * away or moving). Others (e.g. a generation change: the partition may have a
+ * new owner whose progress we must not overwrite) are only logged. */
+static int commit_retriable(rd_kafka_resp_err_t err) {
+  switch (err) {
+  case RD_KAFKA_RESP_ERR__WAIT_COORD:
+  case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+  case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+  case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+  case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+  case RD_KAFKA_RESP_ERR__TIMED_OUT:
+  case RD_KAFKA_RESP_ERR__TRANSPORT:
+  case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+  case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static void retry_add(consume_sess_t *s, int32_t partition, int64_t offset) {
+  for (size_t i = 0; i < s->nretry; i++)
+    if (s->retry[i].partition == partition) {
+      if (offset > s->retry[i].offset)
+        s->retry[i].offset = offset;
+      return;
+    }
+  if (s->nretry < RETRY_MAX)
+    s->retry[s->nretry++] = (kwp_commit_pos_t){partition, offset};
+}
+
+static void retry_cb(uv_timer_t *t) {
+  consume_sess_t *s = t->data;
+  kwp_commit_pos_t pos[RETRY_MAX];
+  size_t n = s->nretry;
+  memcpy(pos, s->retry, n * sizeof(*pos));
+  s->nretry = 0;
+  commit_send(s, pos, n);
+}
+
 static void on_committed(consume_sess_t *s, rd_kafka_event_t *rkev) {
   rd_kafka_resp_err_t err = rd_kafka_event_error(rkev);
+  const rd_kafka_topic_partition_list_t *l =
+      rd_kafka_event_topic_partition_list(rkev);
   s->commits_inflight--;
-  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+  for (int i = 0; l && i < l->cnt; i++) {
+    rd_kafka_resp_err_t e = l->elems[i].err ? l->elems[i].err : err;
+    if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET)
+      continue;
     s->commit_failures++;
-    KWP_LOG_RL(KWP_LOG_WARN, "kafka", "group %s: commit failed: %s",
-               s->group_id, rd_kafka_err2str(err));
+    KWP_LOG_RL(KWP_LOG_WARN, "kafka",
+               "group %s: commit of %s [%d] failed: %s%s", s->group_id,
+               s->topic, (int)l->elems[i].partition, rd_kafka_err2str(e),
+               commit_retriable(e) ? " (will retry)" : "");
+    if (commit_retriable(e) && l->elems[i].offset >= 0)
+      retry_add(s, l->elems[i].partition, l->elems[i].offset);
   }
-  if (s->state == ST_COMMITTING && s->commits_inflight == 0)
+  if (s->nretry && !uv_is_active((uv_handle_t *)&s->retry_timer))
+    uv_timer_start(&s->retry_timer, retry_cb, COMMIT_RETRY_MS, 0);
+  if (s->state == ST_COMMITTING && s->commits_inflight == 0 && !s->nretry)
     close_consumer(s);
 }
 
@@ -471,6 +525,11 @@ static void close_consumer(consume_sess_t *s) {
   if (s->state == ST_CLOSING || s->state == ST_DONE)
     return;
   s->state = ST_CLOSING;
+  if (s->nretry)
+    KWP_LOG(KWP_LOG_WARN, "kafka",
+            "group %s: %zu commit(s) still failing when the socket closed",
+            s->group_id, s->nretry);
+  uv_close((uv_handle_t *)&s->retry_timer, handle_closed);
   rd_kafka_error_t *e = rd_kafka_consumer_close_queue(s->rk, s->rkq);
   if (e) {
     KWP_LOG(KWP_LOG_WARN, "kafka", "group %s: consumer close: %s", s->group_id,
@@ -501,6 +560,10 @@ static void consume_close(kwp_conn_t *conn, void *state) {
   uv_timer_stop(&s->rate_timer);
   uv_close((uv_handle_t *)&s->rate_timer, handle_closed);
   uv_close((uv_handle_t *)&s->commit_timer, handle_closed);
+  if (s->nretry) { /* now rather than after the backoff */
+    uv_timer_stop(&s->retry_timer);
+    retry_cb(&s->retry_timer);
+  }
   if (s->commits_inflight == 0)
     close_consumer(s);
   else

@@ -19,6 +19,8 @@
 #define FLUSH_FRAMES 64
 #define FLUSH_BYTES (256 * 1024)
 #define CLOSE_POLL_MS 10
+#define COMMIT_RETRY_MS 500
+#define RETRY_MAX 64
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
@@ -48,7 +50,9 @@ typedef struct kwp_consume_sess {
   rd_kafka_event_t **held; /* fetched while paused, delivered on resume */
   size_t nheld, held_cap;
   kwp_rate_t *rate_sock, *rate_group;
-  uv_timer_t rate_timer, commit_timer, close_timer;
+  uv_timer_t rate_timer, commit_timer, close_timer, retry_timer;
+  kwp_commit_pos_t retry[RETRY_MAX]; /* commits to send again */
+  size_t nretry;
   kwp_written_t *written;     /* autoCommit=true */
   kwp_session_claim_t *claim; /* this socket's place in its group */
   /* librdkafka < 2.2 only (see fetch_kick()): bytes delivered since the

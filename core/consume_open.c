@@ -214,9 +214,11 @@ static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
   uv_timer_init(loop, &s->rate_timer);
   uv_timer_init(loop, &s->commit_timer);
   uv_timer_init(loop, &s->close_timer);
+  uv_timer_init(loop, &s->retry_timer);
   s->rate_timer.data = s->commit_timer.data = s->close_timer.data = s;
-  /* The socket, three timers and the consumer's destroy. */
-  s->refs = 5;
+  s->retry_timer.data = s;
+  /* The socket, four timers and the consumer's destroy. */
+  s->refs = 6;
   int64_t every = s->auto_commit ? s->cfg->consumer.auto_commit_interval_ms
                   : s->cfg->commit_handler.auto_commit_enabled
                       ? s->cfg->commit_handler.auto_commit_interval_ms
