@@ -66,6 +66,8 @@ struct kwp_session {
   uint64_t restored_at; /* monotonic ms; 0 until the first end of topic */
   uint64_t own_hb_seen; /* monotonic ms of our last heartbeat read back */
   int heartbeating;
+  int64_t own_first_hb, twin_first_hb; /* log offsets; -1 = none yet */
+  char twin[128];                      /* the last other incarnation seen */
   size_t ignored;
   atomic_int ready, fatal, stopping;
   const char *_Atomic status;
@@ -296,6 +298,46 @@ static void on_own_claim(kwp_session_t *s, const kwp_sstate_result_t *r,
   produce(s, key, NULL);
 }
 
+static void twin_refuse(kwp_session_t *s, const char *incarnation) {
+  if (atomic_load(&s->fatal))
+    return;
+  atomic_store(&s->fatal, 1);
+  atomic_store(&s->status, "duplicate server-id");
+  atomic_store(&s->ready, 0);
+  KWP_LOG(KWP_LOG_ERROR, "session",
+          "another node uses server-id %s (incarnation %s); every node needs "
+          "its own kafka.ws.proxy.server.server-id: stopping",
+          s->server_id, incarnation);
+  kill(getpid(), SIGTERM);
+}
+
+/* A heartbeat of our server-id. Another incarnation's, written after we
+ * started, means a live twin. Of two live twins the one whose first
+ * heartbeat came later in the log stops; both nodes apply the same log, so
+ * exactly one of them does. */
+static void own_id_heartbeat(kwp_session_t *s, const kwp_sstate_result_t *r,
+                             int64_t ts, int64_t offset) {
+  if (!strcmp(r->incarnation, s->incarnation)) {
+    s->own_hb_seen = now_ms();
+    if (s->own_first_hb < 0)
+      s->own_first_hb = offset;
+    return;
+  }
+  if (strcmp(r->incarnation, s->twin) != 0) { /* a new twin: its first */
+    snprintf(s->twin, sizeof(s->twin), "%s", r->incarnation);
+    s->twin_first_hb = offset;
+  }
+  if (ts < s->start_ms)
+    return; /* an earlier run of this node, or a twin gone before we came */
+  if (s->own_first_hb < 0 || s->twin_first_hb < s->own_first_hb)
+    twin_refuse(s, r->incarnation);
+  else
+    KWP_LOG_RL(KWP_LOG_ERROR, "session",
+               "a second node started with server-id %s (incarnation %s); it "
+               "must stop",
+               s->server_id, r->incarnation);
+}
+
 static void on_record(kwp_session_t *s, const rd_kafka_message_t *m) {
   kwp_sstate_result_t r;
   int64_t ts = rd_kafka_message_timestamp(m, NULL);
@@ -309,20 +351,8 @@ static void on_record(kwp_session_t *s, const rd_kafka_message_t *m) {
             s->topic);
   if (r.decided && !strcmp(r.incarnation, s->incarnation))
     on_own_claim(s, &r, m);
-  if (r.heartbeat && !strcmp(r.server_id, s->server_id)) {
-    if (!strcmp(r.incarnation, s->incarnation))
-      s->own_hb_seen = now_ms();
-    else if (ts >= s->start_ms && !atomic_load(&s->fatal)) {
-      atomic_store(&s->fatal, 1);
-      atomic_store(&s->status, "duplicate server-id");
-      atomic_store(&s->ready, 0);
-      KWP_LOG(KWP_LOG_ERROR, "session",
-              "another node uses server-id %s (incarnation %s); every node "
-              "needs its own kafka.ws.proxy.server.server-id: stopping",
-              s->server_id, r.incarnation);
-      kill(getpid(), SIGTERM);
-    }
-  }
+  if (r.heartbeat && !strcmp(r.server_id, s->server_id))
+    own_id_heartbeat(s, &r, ts, m->offset);
   uv_mutex_unlock(&s->lock);
 }
 
@@ -535,6 +565,7 @@ kwp_session_t *kwp_session_start(const kwp_config_t *cfg, kwp_kafka_t *kafka,
   atomic_init(&s->ready, 0);
   atomic_init(&s->fatal, 0);
   atomic_init(&s->stopping, 0);
+  s->own_first_hb = s->twin_first_hb = -1;
   atomic_init(&s->status, "restoring session state");
   uv_mutex_init(&s->lock);
   uv_loop_init(&s->loop);
