@@ -29,6 +29,7 @@ void kwp_consume__unref(consume_sess_t *s) {
   kwp_commit_free(s->stack);
   kwp_sbuf_free(&s->out);
   kwp_written_free(s->written);
+  kwp_cgate_free(s->gate);
   free(s->held);
   free(s);
 }
@@ -48,6 +49,8 @@ static void sess_fail(consume_sess_t *s, int err, const char *why) {
 
 /* --- pausing the partitions --- */
 
+static void fetch_restart(consume_sess_t *s);
+
 static void partitions_pause(consume_sess_t *s, int pause) {
   rd_kafka_topic_partition_list_t *parts = NULL;
   if (rd_kafka_assignment(s->rk, &parts) == 0 && parts && parts->cnt) {
@@ -58,6 +61,9 @@ static void partitions_pause(consume_sess_t *s, int pause) {
   }
   if (parts)
     rd_kafka_topic_partition_list_destroy(parts);
+  /* A resume does not wake librdkafka 2.0's fetcher either (fetch_kick()). */
+  if (!pause && s->kick_bytes)
+    fetch_restart(s);
 }
 
 static void pause_set(consume_sess_t *s, int bit) {
@@ -81,8 +87,14 @@ static void pause_clear(consume_sess_t *s, int bit) {
 
 /* --- commits --- */
 
-static void commit_send(consume_sess_t *s, const kwp_commit_pos_t *pos,
-                        size_t n) {
+typedef struct sent {
+  size_t n;
+  kwp_commit_pos_t pos[];
+} sent_t;
+
+/* Send commits the gate let through (in flight for their partitions). */
+static void commit_now(consume_sess_t *s, const kwp_commit_pos_t *pos,
+                       size_t n) {
   if (!n)
     return;
   rd_kafka_topic_partition_list_t *l =
@@ -90,15 +102,42 @@ static void commit_send(consume_sess_t *s, const kwp_commit_pos_t *pos,
   for (size_t i = 0; i < n; i++)
     rd_kafka_topic_partition_list_add(l, s->topic, pos[i].partition)->offset =
         pos[i].offset;
-  rd_kafka_resp_err_t err = rd_kafka_commit_queue(s->rk, l, s->rkq, NULL, s);
+  /* What was sent travels with the request: the result must release every
+   * partition of it, whatever librdkafka reports. */
+  sent_t *sent = malloc(sizeof(*sent) + n * sizeof(*pos));
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__FAIL;
+  if (sent) {
+    sent->n = n;
+    memcpy(sent->pos, pos, n * sizeof(*pos));
+    err = rd_kafka_commit_queue(s->rk, l, s->rkq, NULL, sent);
+  }
   rd_kafka_topic_partition_list_destroy(l);
-  if (err) {
-    s->commit_failures++;
-    KWP_LOG_RL(KWP_LOG_WARN, "kafka", "group %s: commit failed: %s",
-               s->group_id, rd_kafka_err2str(err));
+  if (!err) {
+    s->commits_inflight++;
     return;
   }
-  s->commits_inflight++;
+  free(sent);
+  s->commit_failures++;
+  KWP_LOG_RL(KWP_LOG_WARN, "kafka", "group %s: commit failed: %s", s->group_id,
+             rd_kafka_err2str(err));
+  for (size_t i = 0; i < n; i++) /* never sent: nothing in flight */
+    kwp_cgate_done(s->gate, pos[i].partition, pos[i].offset, 2);
+}
+
+/* Commit, one at a time per partition and in order (see commit/gate.h). */
+static void commit_send(consume_sess_t *s, const kwp_commit_pos_t *pos,
+                        size_t n) {
+  kwp_commit_pos_t now[64];
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (kwp_cgate_request(s->gate, pos[i].partition, pos[i].offset))
+      now[k++] = pos[i];
+    if (k == 64) {
+      commit_now(s, now, k);
+      k = 0;
+    }
+  }
+  commit_now(s, now, k);
 }
 
 /* autoCommit=true: commit what the kernel took since the last commit. */
@@ -280,9 +319,7 @@ static void drop_revoked(consume_sess_t *s,
                          const rd_kafka_topic_partition_list_t *parts) {
   for (int i = 0; i < parts->cnt; i++) {
     int32_t p = parts->elems[i].partition;
-    for (size_t j = 0; j < s->nretry; j++) /* never over a new owner's work */
-      if (s->retry[j].partition == p)
-        s->retry[j--] = s->retry[--s->nretry];
+    kwp_cgate_drop(s->gate, p); /* never over a new owner's work */
     if (s->stack)
       kwp_commit_drop(s->stack, p);
     else {
@@ -347,46 +384,57 @@ static int commit_retriable(rd_kafka_resp_err_t err) {
   }
 }
 
-static void retry_add(consume_sess_t *s, int32_t partition, int64_t offset) {
-  for (size_t i = 0; i < s->nretry; i++)
-    if (s->retry[i].partition == partition) {
-      if (offset > s->retry[i].offset)
-        s->retry[i].offset = offset;
-      return;
-    }
-  if (s->nretry < RETRY_MAX)
-    s->retry[s->nretry++] = (kwp_commit_pos_t){partition, offset};
-}
-
 static void retry_cb(uv_timer_t *t) {
   consume_sess_t *s = t->data;
-  kwp_commit_pos_t pos[RETRY_MAX];
-  size_t n = s->nretry;
-  memcpy(pos, s->retry, n * sizeof(*pos));
-  s->nretry = 0;
-  commit_send(s, pos, n);
+  kwp_commit_pos_t pos[64];
+  size_t n;
+  while ((n = kwp_cgate_due(s->gate, pos, 64)) > 0)
+    commit_now(s, pos, n);
+}
+
+/* The error librdkafka reports for @p partition in a commit result. */
+static rd_kafka_resp_err_t
+commit_error(const rd_kafka_topic_partition_list_t *l, int32_t partition,
+             rd_kafka_resp_err_t err) {
+  for (int i = 0; l && i < l->cnt; i++)
+    if (l->elems[i].partition == partition && l->elems[i].err)
+      return l->elems[i].err;
+  return err;
 }
 
 static void on_committed(consume_sess_t *s, rd_kafka_event_t *rkev) {
   rd_kafka_resp_err_t err = rd_kafka_event_error(rkev);
   const rd_kafka_topic_partition_list_t *l =
       rd_kafka_event_topic_partition_list(rkev);
+  sent_t *sent = rd_kafka_event_opaque(rkev);
   s->commits_inflight--;
-  for (int i = 0; l && i < l->cnt; i++) {
-    rd_kafka_resp_err_t e = l->elems[i].err ? l->elems[i].err : err;
-    if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET)
+  for (size_t i = 0; sent && i < sent->n; i++) {
+    kwp_commit_pos_t next = sent->pos[i];
+    rd_kafka_resp_err_t e = commit_error(l, next.partition, err);
+    int failed = !e || e == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0
+                 : commit_retriable(e)                   ? 1
+                                                         : 2;
+    KWP_LOG(KWP_LOG_DEBUG, "kafka", "group %s: commit of %s [%d] at %lld: %s",
+            s->group_id, s->topic, (int)next.partition, (long long)next.offset,
+            rd_kafka_err2str(e));
+    if (failed) {
+      s->commit_failures++;
+      KWP_LOG_RL(KWP_LOG_WARN, "kafka",
+                 "group %s: commit of %s [%d] failed: %s%s", s->group_id,
+                 s->topic, (int)next.partition, rd_kafka_err2str(e),
+                 failed == 1 ? " (will retry)" : "");
+    }
+    next.offset = kwp_cgate_done(s->gate, next.partition, next.offset, failed);
+    if (s->state >= ST_CLOSING) /* leaving the group: too late */
       continue;
-    s->commit_failures++;
-    KWP_LOG_RL(KWP_LOG_WARN, "kafka",
-               "group %s: commit of %s [%d] failed: %s%s", s->group_id,
-               s->topic, (int)l->elems[i].partition, rd_kafka_err2str(e),
-               commit_retriable(e) ? " (will retry)" : "");
-    if (commit_retriable(e) && l->elems[i].offset >= 0)
-      retry_add(s, l->elems[i].partition, l->elems[i].offset);
+    if (next.offset >= 0) /* the newest commit that waited for this one */
+      commit_now(s, &next, 1);
+    else if (failed == 1 && !uv_is_active((uv_handle_t *)&s->retry_timer))
+      uv_timer_start(&s->retry_timer, retry_cb, COMMIT_RETRY_MS, 0);
   }
-  if (s->nretry && !uv_is_active((uv_handle_t *)&s->retry_timer))
-    uv_timer_start(&s->retry_timer, retry_cb, COMMIT_RETRY_MS, 0);
-  if (s->state == ST_COMMITTING && s->commits_inflight == 0 && !s->nretry)
+  free(sent);
+  if (s->state == ST_COMMITTING && s->commits_inflight == 0 &&
+      !kwp_cgate_waiting(s->gate))
     close_consumer(s);
 }
 
@@ -422,12 +470,9 @@ void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg) {
  * just emptied a queue that must have been full, we seek every partition to
  * where it is (its next record), which restarts the fetcher at once. With a
  * full queue no fetch is in flight, so the seek discards nothing. */
-static void fetch_kick(consume_sess_t *s) {
+static void fetch_restart(consume_sess_t *s) {
   rd_kafka_topic_partition_list_t *l = NULL;
-  size_t drained = s->drained;
-  s->drained = 0;
-  if (drained < s->kick_bytes || s->paused ||
-      rd_kafka_assignment(s->rk, &l) != 0 || !l)
+  if (rd_kafka_assignment(s->rk, &l) != 0 || !l)
     return;
   rd_kafka_position(s->rk, l);
   for (int i = l->cnt - 1; i >= 0; i--)
@@ -437,6 +482,13 @@ static void fetch_kick(consume_sess_t *s) {
   if (e)
     rd_kafka_error_destroy(e);
   rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void fetch_kick(consume_sess_t *s) {
+  size_t drained = s->drained;
+  s->drained = 0;
+  if (drained >= s->kick_bytes && !s->paused)
+    fetch_restart(s);
 }
 
 void kwp_consume__on_drained(void *arg, int empty) {
@@ -525,10 +577,10 @@ static void close_consumer(consume_sess_t *s) {
   if (s->state == ST_CLOSING || s->state == ST_DONE)
     return;
   s->state = ST_CLOSING;
-  if (s->nretry)
+  if (kwp_cgate_waiting(s->gate))
     KWP_LOG(KWP_LOG_WARN, "kafka",
-            "group %s: %zu commit(s) still failing when the socket closed",
-            s->group_id, s->nretry);
+            "group %s: %zu commit(s) not written when the socket closed",
+            s->group_id, kwp_cgate_waiting(s->gate));
   uv_close((uv_handle_t *)&s->retry_timer, handle_closed);
   rd_kafka_error_t *e = rd_kafka_consumer_close_queue(s->rk, s->rkq);
   if (e) {
@@ -560,7 +612,7 @@ static void consume_close(kwp_conn_t *conn, void *state) {
   uv_timer_stop(&s->rate_timer);
   uv_close((uv_handle_t *)&s->rate_timer, handle_closed);
   uv_close((uv_handle_t *)&s->commit_timer, handle_closed);
-  if (s->nretry) { /* now rather than after the backoff */
+  if (kwp_cgate_waiting(s->gate)) { /* now rather than after the backoff */
     uv_timer_stop(&s->retry_timer);
     retry_cb(&s->retry_timer);
   }

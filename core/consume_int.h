@@ -6,6 +6,7 @@
 
 #include "codec/consume.h"
 #include "commit/commit.h"
+#include "commit/gate.h"
 #include "commit/written.h"
 #include "core/endpoint.h"
 #include "core/kbridge.h"
@@ -20,7 +21,6 @@
 #define FLUSH_BYTES (256 * 1024)
 #define CLOSE_POLL_MS 10
 #define COMMIT_RETRY_MS 500
-#define RETRY_MAX 64
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
@@ -51,9 +51,8 @@ typedef struct kwp_consume_sess {
   size_t nheld, held_cap;
   kwp_rate_t *rate_sock, *rate_group;
   uv_timer_t rate_timer, commit_timer, close_timer, retry_timer;
-  kwp_commit_pos_t retry[RETRY_MAX]; /* commits to send again */
-  size_t nretry;
-  kwp_written_t *written;     /* autoCommit=true */
+  kwp_cgate_t *gate;      /* commits in order, one in flight per partition */
+  kwp_written_t *written; /* autoCommit=true */
   kwp_session_claim_t *claim; /* this socket's place in its group */
   /* librdkafka < 2.2 only (see fetch_kick()): bytes delivered since the
    * queue was last empty, and the level that means "it was full". */

@@ -199,7 +199,7 @@ static int apply_limits(consume_sess_t *s) {
 static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
   char errbuf[256];
   uv_loop_t *loop = kwp_worker_loop(s->wk);
-  if (apply_limits(s) != 0 ||
+  if (apply_limits(s) != 0 || !(s->gate = kwp_cgate_new()) ||
       (s->auto_commit && !(s->written = kwp_written_new())) ||
       (!s->auto_commit &&
        !(s->stack = kwp_commit_new(

@@ -2,6 +2,7 @@
  * frames, commit frames and the /socket/out parameters. */
 #include "codec/consume.h"
 #include "commit/commit.h"
+#include "commit/gate.h"
 #include "commit/written.h"
 #include "core/error.h"
 #include "core/params.h"
@@ -308,4 +309,34 @@ KWP_TEST(consume_params) {
   ASSERT_EQ(kwp_param_required("/x?topic=", "topic", v, &err, msg, sizeof(msg)),
             -1);
   ASSERT_STREQ(msg, "Request param 'topic' is missing.");
+}
+
+/* One commit in flight per partition; newer ones wait, only the newest is
+ * sent; retriable failures wait for kwp_cgate_due(). */
+KWP_TEST(commit_gate_keeps_order) {
+  kwp_cgate_t *g = kwp_cgate_new();
+  kwp_commit_pos_t due[4];
+  ASSERT_EQ(kwp_cgate_request(g, 0, 10), 1);
+  ASSERT_EQ(kwp_cgate_request(g, 0, 11), 0);
+  ASSERT_EQ(kwp_cgate_request(g, 0, 12), 0);
+  ASSERT_EQ(kwp_cgate_request(g, 1, 5), 1); /* other partitions are free */
+  ASSERT_EQ(kwp_cgate_waiting(g), 1);
+  ASSERT_EQ(kwp_cgate_done(g, 0, 10, 0), 12); /* 11 is covered by 12 */
+  ASSERT_EQ(kwp_cgate_done(g, 0, 12, 0), -1);
+  ASSERT_EQ(kwp_cgate_waiting(g), 0);
+  /* A retriable failure waits for the retry, and newer requests join it. */
+  ASSERT_EQ(kwp_cgate_done(g, 1, 5, 1), -1);
+  ASSERT_EQ(kwp_cgate_request(g, 1, 4), 0);
+  ASSERT_EQ(kwp_cgate_due(g, due, 4), 1);
+  ASSERT_EQ(due[0].partition, 1);
+  ASSERT_EQ(due[0].offset, 5);
+  ASSERT_EQ(kwp_cgate_due(g, due, 4), 0); /* in flight again */
+  ASSERT_EQ(kwp_cgate_request(g, 1, 9), 0);
+  ASSERT_EQ(kwp_cgate_done(g, 1, 5, 2), 9); /* failed for good: next one */
+  /* A revoked partition forgets what waited. */
+  ASSERT_EQ(kwp_cgate_request(g, 1, 20), 0);
+  kwp_cgate_drop(g, 1);
+  ASSERT_EQ(kwp_cgate_done(g, 1, 9, 0), -1);
+  ASSERT_EQ(kwp_cgate_request(g, 1, 21), 1);
+  kwp_cgate_free(g);
 }
