@@ -204,13 +204,34 @@ static int append_number(kwp_sbuf_t *b, kwp_fmt_t fmt, const uint8_t *p,
   }
 }
 
-/* Valid JSON is embedded as it is stored (the producer stores it compact). */
+/* Valid JSON is embedded as stored, minus the whitespace between tokens
+ * (frames are compact; numbers keep their exact text, which re-encoding
+ * through jansson would not). */
 static int append_json(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
-  json_t *v = json_loadb((const char *)p, n, JSON_DECODE_ANY, NULL);
+  json_t *v =
+      json_loadb((const char *)p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
   if (!v)
     return -1;
   json_decref(v);
-  kwp_sbuf_append(b, p, n);
+  char *d = kwp_sbuf_reserve(b, n);
+  if (!d)
+    return 0;
+  size_t k = 0;
+  int in_str = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = p[i];
+    if (in_str) {
+      d[k++] = (char)c;
+      if (c == '\\' && i + 1 < n)
+        d[k++] = (char)p[++i];
+      else if (c == '"')
+        in_str = 0;
+    } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+      d[k++] = (char)c;
+      in_str = c == '"';
+    }
+  }
+  b->len += k;
   return 0;
 }
 

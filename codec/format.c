@@ -262,7 +262,8 @@ static json_t *decode_real(const uint8_t *p, size_t len, int width) {
 json_t *kwp_fmt_decode(kwp_fmt_t fmt, const uint8_t *p, size_t len) {
   switch (fmt) {
   case KWP_FMT_JSON:
-    return json_loadb((const char *)p, len, JSON_DECODE_ANY, NULL);
+    return json_loadb((const char *)p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                      NULL);
   case KWP_FMT_STRING:
     return json_stringn((const char *)p, len); /* NULL unless valid UTF-8 */
   case KWP_FMT_BYTEARRAY:

@@ -58,6 +58,9 @@ static int parse_headers(json_t *arr, kwp_produce_msg_t *m, const char **code,
     if (!json_is_string(k) || !json_is_string(v))
       return perr(code, KWP_PERR_INVALID_HEADERS, why, whylen, "%s",
                   "each header needs a string 'key' and a string 'value'");
+    if (strlen(json_string_value(k)) != json_string_length(k))
+      return perr(code, KWP_PERR_INVALID_HEADERS, why, whylen, "%s",
+                  "a header key cannot contain \\u0000");
     m->headers[i].key = json_string_value(k);
     m->headers[i].value = (const uint8_t *)json_string_value(v);
     m->headers[i].value_len = json_string_length(v);
@@ -71,7 +74,9 @@ int kwp_produce_msg_parse(const char *text, size_t len, kwp_fmt_t key_fmt,
                           const char **code, char *why, size_t whylen) {
   json_error_t jerr;
   memset(m, 0, sizeof(*m));
-  m->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  /* JSON allows \u0000 in strings; values keep it (lengths, not strlen). */
+  m->root =
+      json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
   if (!m->root)
     return perr(code, KWP_PERR_INVALID_JSON, why, whylen,
                 "message is not valid JSON: %s", jerr.text);

@@ -90,10 +90,17 @@ size_t kwp_cgate_due(kwp_cgate_t *g, kwp_commit_pos_t *out, size_t n) {
   return k;
 }
 
-void kwp_cgate_drop(kwp_cgate_t *g, int32_t partition) {
-  for (size_t i = 0; i < g->n; i++)
-    if (g->slots[i].partition == partition)
-      g->slots[i].waiting = -1;
+int64_t kwp_cgate_take(kwp_cgate_t *g, int32_t partition) {
+  for (size_t i = 0; i < g->n; i++) {
+    slot_t *s = &g->slots[i];
+    if (s->partition != partition || s->waiting < 0)
+      continue;
+    int64_t w = s->waiting;
+    s->waiting = -1;
+    s->inflight = 1;
+    return w;
+  }
+  return -1;
 }
 
 size_t kwp_cgate_waiting(const kwp_cgate_t *g) {

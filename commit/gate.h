@@ -37,8 +37,14 @@ int64_t kwp_cgate_done(kwp_cgate_t *g, int32_t partition, int64_t offset,
  * flight). @returns how many were written to @p out (at most @p n). */
 size_t kwp_cgate_due(kwp_cgate_t *g, kwp_commit_pos_t *out, size_t n);
 
-/** Forget what waits for @p partition (revoked: a new owner commits now). */
-void kwp_cgate_drop(kwp_cgate_t *g, int32_t partition);
+/**
+ * Take what waits for @p partition whatever is in flight (the partition is
+ * being revoked: a commit sent now still carries this member's generation,
+ * while one sent after the rebalance would be refused; and an older commit
+ * still in flight can no longer land after the rebalance, since Kafka refuses
+ * its stale generation). @returns the offset (now in flight), or -1.
+ */
+int64_t kwp_cgate_take(kwp_cgate_t *g, int32_t partition);
 
 /** Partitions with a commit waiting (held or to retry). */
 size_t kwp_cgate_waiting(const kwp_cgate_t *g);

@@ -231,6 +231,7 @@ static void record_emit(consume_sess_t *s, rd_kafka_message_t *rkm) {
     s->in_batch = 0;
   }
   s->drained += rkm->len + rkm->key_len;
+  s->last_rx = now_ms(s);
   if (s->stack) {
     kwp_commit_push(s->stack, r.partition, r.offset, r.timestamp, now_ms(s));
   } else {
@@ -291,6 +292,14 @@ static void release_held(consume_sess_t *s) {
 
 /* --- Kafka events --- */
 
+/* offsetResetStrategy=none and the group has no offset to start from
+ * (librdkafka reports it either way, depending on where it noticed). */
+static int no_offset(const consume_sess_t *s, rd_kafka_resp_err_t err) {
+  return (err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+          err == RD_KAFKA_RESP_ERR__NO_OFFSET) &&
+         !strcmp(s->reset, "none");
+}
+
 static void on_fetch(consume_sess_t *s, rd_kafka_event_t *rkev) {
   const rd_kafka_message_t *m = rd_kafka_event_message_next(rkev);
   if (!m || s->state != ST_OPEN || !s->conn) {
@@ -298,8 +307,8 @@ static void on_fetch(consume_sess_t *s, rd_kafka_event_t *rkev) {
     return;
   }
   if (m->err) {
-    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
-      sess_fail(s, KWP_EKAFKA,
+    if (no_offset(s, m->err))
+      sess_fail(s, KWP_EINTERNAL,
                 "no committed offset and offsetResetStrategy is none");
     else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
       KWP_LOG_RL(KWP_LOG_WARN, "kafka", "group %s topic %s: %s", s->group_id,
@@ -319,13 +328,16 @@ static void drop_revoked(consume_sess_t *s,
                          const rd_kafka_topic_partition_list_t *parts) {
   for (int i = 0; i < parts->cnt; i++) {
     int32_t p = parts->elems[i].partition;
-    kwp_cgate_drop(s->gate, p); /* never over a new owner's work */
     if (s->stack)
       kwp_commit_drop(s->stack, p);
     else {
-      commit_written(s, p); /* best effort; the group moves on anyway */
+      commit_written(s, p);
       kwp_written_revoke(s->written, p);
     }
+    /* What the client committed goes now, while the generation is ours. */
+    kwp_commit_pos_t w = {p, kwp_cgate_take(s->gate, p)};
+    if (w.offset >= 0)
+      commit_now(s, &w, 1);
     size_t k = 0;
     for (size_t j = 0; j < s->nheld; j++) {
       const rd_kafka_message_t *m = rd_kafka_event_message_next(s->held[j]);
@@ -452,7 +464,10 @@ void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg) {
     break;
   case RD_KAFKA_EVENT_ERROR:
     if (rd_kafka_event_error_is_fatal(rkev))
-      sess_fail(s, KWP_EKAFKA, rd_kafka_event_error_string(rkev));
+      sess_fail(s, KWP_EINTERNAL, rd_kafka_event_error_string(rkev));
+    else if (no_offset(s, rd_kafka_event_error(rkev)))
+      sess_fail(s, KWP_EINTERNAL,
+                "no committed offset and offsetResetStrategy is none");
     else
       KWP_LOG_RL(KWP_LOG_WARN, "kafka", "consumer of group %s: %s", s->group_id,
                  rd_kafka_event_error_string(rkev));
@@ -463,13 +478,15 @@ void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg) {
   rd_kafka_event_destroy(rkev);
 }
 
-/* librdkafka before 2.2 stops fetching when the consumer's queue reached
- * queued.max.messages.kbytes and looks again only when its broker thread
- * next wakes, up to 1 s later: a socket catching up on a backlog would get
- * one queue's worth per second. A seek wakes that thread, so when we have
- * just emptied a queue that must have been full, we seek every partition to
- * where it is (its next record), which restarts the fetcher at once. With a
- * full queue no fetch is in flight, so the seek discards nothing. */
+/* librdkafka before 2.2 stops fetching when the consumer's queue (all its
+ * partitions together) reached queued.max.messages.kbytes, and looks again
+ * only when its broker thread next wakes, up to 1 s later: a socket catching
+ * up on a backlog would get one queue's worth per second. A seek wakes that
+ * thread. So once we have delivered about a queue's worth and then records
+ * stop coming, we seek every partition to where it is (its next record),
+ * which restarts the fetcher; and again every KICK_MS while nothing comes
+ * (the first seek may land while the queue still counts as full), for up to
+ * KICK_MAX tries. A quiet topic costs a few no-op seeks per backlog. */
 static void fetch_restart(consume_sess_t *s) {
   rd_kafka_topic_partition_list_t *l = NULL;
   if (rd_kafka_assignment(s->rk, &l) != 0 || !l)
@@ -484,11 +501,21 @@ static void fetch_restart(consume_sess_t *s) {
   rd_kafka_topic_partition_list_destroy(l);
 }
 
-static void fetch_kick(consume_sess_t *s) {
-  size_t drained = s->drained;
-  s->drained = 0;
-  if (drained >= s->kick_bytes && !s->paused)
-    fetch_restart(s);
+static void kick_tick(uv_timer_t *t) {
+  consume_sess_t *s = t->data;
+  if (s->state != ST_OPEN || s->paused || ++s->kicks > KICK_MAX) {
+    uv_timer_stop(t); /* gave up: the topic is just quiet */
+    s->drained = 0;
+    return;
+  }
+  if (now_ms(s) - s->last_rx < KICK_MS) {
+    s->kicks = 0;
+    if (s->drained < s->kick_bytes)
+      uv_timer_stop(t); /* the queue has not filled again since: no stall */
+    return;             /* else look again: records may stop any moment */
+  }
+  s->drained = 0; /* count what this kick brings */
+  fetch_restart(s);
 }
 
 void kwp_consume__on_drained(void *arg, int empty) {
@@ -496,8 +523,11 @@ void kwp_consume__on_drained(void *arg, int empty) {
   if (s->state != ST_OPEN)
     return;
   flush(s);
-  if (empty && s->kick_bytes)
-    fetch_kick(s);
+  if (empty && s->kick_bytes && s->drained >= s->kick_bytes && !s->paused &&
+      !uv_is_active((uv_handle_t *)&s->kick_timer)) {
+    s->kicks = 0;
+    uv_timer_start(&s->kick_timer, kick_tick, KICK_MS, KICK_MS);
+  }
 }
 
 /* --- socket callbacks --- */
@@ -612,6 +642,7 @@ static void consume_close(kwp_conn_t *conn, void *state) {
   uv_timer_stop(&s->rate_timer);
   uv_close((uv_handle_t *)&s->rate_timer, handle_closed);
   uv_close((uv_handle_t *)&s->commit_timer, handle_closed);
+  uv_close((uv_handle_t *)&s->kick_timer, handle_closed);
   if (kwp_cgate_waiting(s->gate)) { /* now rather than after the backoff */
     uv_timer_stop(&s->retry_timer);
     retry_cb(&s->retry_timer);
@@ -619,8 +650,7 @@ static void consume_close(kwp_conn_t *conn, void *state) {
   if (s->commits_inflight == 0)
     close_consumer(s);
   else
-    uv_timer_start(&s->close_timer, commit_wait_over,
-                   (uint64_t)s->cfg->server.shutdown_grace_period_ms, 0);
+    uv_timer_start(&s->close_timer, commit_wait_over, CLOSE_COMMIT_WAIT_MS, 0);
   kwp_consume__unref(s);
 }
 

@@ -21,6 +21,11 @@
 #define FLUSH_BYTES (256 * 1024)
 #define CLOSE_POLL_MS 10
 #define COMMIT_RETRY_MS 500
+/* A closed socket's commits may wait this long for a coordinator that is
+ * coming back (e.g. after a broker restart) before its consumer leaves. */
+#define CLOSE_COMMIT_WAIT_MS 30000
+#define KICK_MS 10
+#define KICK_MAX 50
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
@@ -50,13 +55,15 @@ typedef struct kwp_consume_sess {
   rd_kafka_event_t **held; /* fetched while paused, delivered on resume */
   size_t nheld, held_cap;
   kwp_rate_t *rate_sock, *rate_group;
-  uv_timer_t rate_timer, commit_timer, close_timer, retry_timer;
+  uv_timer_t rate_timer, commit_timer, close_timer, retry_timer, kick_timer;
   kwp_cgate_t *gate;      /* commits in order, one in flight per partition */
   kwp_written_t *written; /* autoCommit=true */
   kwp_session_claim_t *claim; /* this socket's place in its group */
   /* librdkafka < 2.2 only (see fetch_kick()): bytes delivered since the
    * queue was last empty, and the level that means "it was full". */
   size_t drained, kick_bytes;
+  uint64_t last_rx; /* when a record last came (loop time, ms) */
+  int kicks;
   int commits_inflight;
   uint64_t commit_failures;
   uv_work_t destroy;

@@ -12,9 +12,9 @@
 /* --- the Kafka consumer --- */
 
 /* Our defaults keep a socket's prefetch small (the user's
- * consumer.kafka-client-properties win): at most 2 MB queued per partition,
- * filled by fetches of at most 256 KB per partition. A fetch response smaller
- * than the queue bound matters: librdkafka before 2.2 stops fetching a
+ * consumer.kafka-client-properties win): at most 2 MB queued for the socket's
+ * consumer, filled by fetches of at most 256 KB per partition. A fetch response
+ * smaller than the queue bound matters: librdkafka before 2.2 stops fetching a
  * partition whose queue is over a bound and looks again only when its broker
  * thread next wakes, up to 1 s later; so the queue must not reach the bound
  * while the client keeps up. The count bound is left high so that the bytes
@@ -215,10 +215,11 @@ static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
   uv_timer_init(loop, &s->commit_timer);
   uv_timer_init(loop, &s->close_timer);
   uv_timer_init(loop, &s->retry_timer);
+  uv_timer_init(loop, &s->kick_timer);
   s->rate_timer.data = s->commit_timer.data = s->close_timer.data = s;
-  s->retry_timer.data = s;
-  /* The socket, four timers and the consumer's destroy. */
-  s->refs = 6;
+  s->retry_timer.data = s->kick_timer.data = s;
+  /* The socket, five timers and the consumer's destroy. */
+  s->refs = 7;
   int64_t every = s->auto_commit ? s->cfg->consumer.auto_commit_interval_ms
                   : s->cfg->commit_handler.auto_commit_enabled
                       ? s->cfg->commit_handler.auto_commit_interval_ms
