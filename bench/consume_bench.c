@@ -3,9 +3,10 @@
  *  - `fill`: a fast librdkafka producer (batched, acks=1) writes N records of
  *    S bytes round-robin over the topic's partitions.
  *  - `direct`: C librdkafka consumers (one thread and one rd_kafka_t each)
- *    with the proxy's consumer settings, members of one fresh group, read the
- *    topic from the earliest offset until every record in the watermarks seen
- *    at start has arrived.
+ *    with the proxy's consumer settings (its prefetch limits only when given
+ *    with --set), members of one fresh group, read the topic from the
+ *    earliest offset until every record in the watermarks seen at start has
+ *    arrived.
  *  - `ws`: the same through the proxy's /socket/out: C WebSocket connections
  *    (members of one fresh group) served by one epoll thread that reads
  *    frames and takes partition and offset from the head of each record.
@@ -110,12 +111,25 @@ static int cb_nparts;
 static long cb_expect;
 static atomic_long cb_unique, cb_records, cb_stray;
 static _Atomic uint64_t cb_first_ns, cb_last_ns;
+/* The longest time without a record between the first and the last: a
+ * fetcher that sleeps (librdkafka 2.0's 1 s wait) shows up here. */
+static _Atomic uint64_t cb_prev_ns, cb_max_gap_ns;
 
 static void cb_mark(int32_t partition, int64_t offset) {
+  uint64_t now = cb_now_ns();
   atomic_fetch_add_explicit(&cb_records, 1, memory_order_relaxed);
   if (!atomic_load_explicit(&cb_first_ns, memory_order_relaxed)) {
     uint64_t zero = 0;
-    atomic_compare_exchange_strong(&cb_first_ns, &zero, cb_now_ns());
+    atomic_compare_exchange_strong(&cb_first_ns, &zero, now);
+  }
+  if (atomic_load_explicit(&cb_unique, memory_order_relaxed) < cb_expect) {
+    uint64_t prev =
+        atomic_exchange_explicit(&cb_prev_ns, now, memory_order_relaxed);
+    uint64_t gap = prev && now > prev ? now - prev : 0;
+    uint64_t max = atomic_load_explicit(&cb_max_gap_ns, memory_order_relaxed);
+    while (gap > max &&
+           !atomic_compare_exchange_weak(&cb_max_gap_ns, &max, gap))
+      ;
   }
   if (partition < 0 || partition >= cb_nparts ||
       offset < cb_parts[partition].lo || offset >= cb_parts[partition].hi) {
@@ -129,7 +143,7 @@ static void cb_mark(int32_t partition, int64_t offset) {
       mask)
     return; /* a duplicate (redelivered after a rebalance) */
   if (atomic_fetch_add(&cb_unique, 1) + 1 == cb_expect)
-    atomic_store(&cb_last_ns, cb_now_ns());
+    atomic_store(&cb_last_ns, now);
 }
 
 static rd_kafka_t *cb_handle(const cb_opts_t *o) {
@@ -257,15 +271,13 @@ static rd_kafka_t *cb_consumer(const cb_opts_t *o, const char *group, int i) {
   char err[512], client[64];
   snprintf(client, sizeof(client), "cbench-direct-%d", i);
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  /* The settings of the proxy's consumers (core/consume.c and the default
-   * kafka-client.properties; the producer-only keys are dropped there). The
-   * proxy commits what the socket took every second, asynchronously: here
-   * librdkafka's auto commit at the same interval. */
+  /* The settings core/consume.c gives the proxy's consumers, without the
+   * prefetch limits: those come with --set, so that a run can use the
+   * proxy's or librdkafka's own (no --set). The proxy commits what the
+   * socket took every second, asynchronously: here librdkafka's auto commit
+   * at the same interval. */
   const char *kv[][2] = {{"bootstrap.servers", o->bootstrap},
                          {"security.protocol", "PLAINTEXT"},
-                         {"queued.max.messages.kbytes", "1024"},
-                         {"queued.min.messages", "1000"},
-                         {"fetch.max.bytes", "1048576"},
                          {"enable.partition.eof", "false"},
                          {"group.id", group},
                          {"client.id", client},
@@ -705,7 +717,8 @@ static int cb_throughput(const cb_opts_t *o, int ws) {
       "\"seconds\":%.3f,\"seconds_from_connect\":%.3f,"
       "\"first_record_after_s\":%.3f,\"msgs_per_sec\":%.1f,"
       "\"mb_per_sec\":%.2f,\"msgs_per_sec_from_connect\":%.1f,"
-      "\"frames\":%ld,\"wire_mb_per_sec\":%.2f,\"client_cpu_s\":%.3f}\n",
+      "\"frames\":%ld,\"wire_mb_per_sec\":%.2f,\"client_cpu_s\":%.3f,"
+      "\"max_gap_ms\":%.1f}\n",
       o->mode, o->conns, o->size, ws ? o->batch : 0, cb_nparts, cb_expect,
       unique, limited ? "true" : "false", records, dups > 0 ? dups : 0, stray,
       atomic_load(&cb_errors), secs, total,
@@ -713,7 +726,8 @@ static int cb_throughput(const cb_opts_t *o, int ws) {
       secs > 0 ? (double)unique / secs : 0,
       secs > 0 ? (double)unique * (double)o->size / secs / 1e6 : 0,
       total > 0 ? (double)unique / total : 0, atomic_load(&cb_frames),
-      secs > 0 ? (double)atomic_load(&cb_wire_bytes) / secs / 1e6 : 0, cpu);
+      secs > 0 ? (double)atomic_load(&cb_wire_bytes) / secs / 1e6 : 0, cpu,
+      (double)atomic_load(&cb_max_gap_ns) / 1e6);
   fflush(stdout);
   if (ws) {
     cb_ws_close_all();
@@ -968,7 +982,9 @@ int main(int argc, char **argv) {
         "S>=40] [--burst-ms MS]\n"
         "  idle:    --port P --connections C [--hold S]\n"
         "  common:  [--group G] [--host H] [--stall S]\n"
-        "  direct consumers: [--set librdkafka.key=value]...\n");
+        "  direct consumers: [--set librdkafka.key=value]... (no --set: "
+        "librdkafka's\n"
+        "                    own prefetch limits, not the proxy's)\n");
     return 2;
   }
   cb_topic = o.topic;

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Consumer benchmark: through the proxy (/socket/out) vs direct librdkafka
-consumers with the same settings, in the same run, against the same real
-Kafka broker (test/kafka/broker.py). Two proxy configurations, one after the
-other: the shipped consumer defaults, then the prefetch limits raised so that
-librdkafka's fetch backoff does not cap throughput (see bench/README.md).
-Prints markdown tables and writes build/bench/consume_results.json.
-KWP_BENCH_SCALE scales record counts and latency run lengths."""
+consumers, in the same run, against the same real Kafka broker
+(test/kafka/broker.py). The proxy runs with its shipped consumer defaults; the
+direct consumers get the same prefetch limits with --set, and once more
+librdkafka's own (see bench/README.md). Prints markdown tables and writes
+build/bench/consume_results.json. KWP_BENCH_SCALE scales record counts and
+latency run lengths; KWP_BENCH_PERF=1 adds a profiled 1 KB x 1 socket proxy
+run (perf record -g) after the measured ones."""
 
+import hashlib
 import json
 import os
+import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -25,26 +29,36 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 TOOL = os.path.join(ROOT, "build", "bench", "consume_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
+# The proxy runs from a private copy: a rebuild of PROXY during the run
+# neither changes the binary half-way nor hides perf's symbols.
+PROXY_RUN = os.path.join(ROOT, "build", "bench", "consume_proxy.bin")
 OUT = os.path.join(ROOT, "build", "bench")
 SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
+PERF = os.environ.get("KWP_BENCH_PERF", "") not in ("", "0")
 HZ = os.sysconf("SC_CLK_TCK")
 
-# The prefetch limits core/consume.c gives every socket's consumer unless
-# consumer.kafka-client-properties set them, and the raised ones. The direct
-# consumers get the same values with --set.
-SHIPPED = {"queued.max.messages.kbytes": "1024", "queued.min.messages": "1000",
+# The prefetch limits core/consume.c (small_buffers) gives every socket's
+# consumer unless consumer.kafka-client-properties set them; the direct
+# consumers get them with --set. On librdkafka >= 2.2 the proxy also sets
+# fetch.queue.backoff.ms=10, and so do the direct consumers then.
+SHIPPED = {"queued.max.messages.kbytes": "2048",
+           "queued.min.messages": "100000",
+           "max.partition.fetch.bytes": "262144",
            "fetch.max.bytes": "1048576"}
-RAISED = {"queued.max.messages.kbytes": "262144",
-          "queued.min.messages": "1000000", "fetch.max.bytes": "52428800"}
+NEWER = {"fetch.queue.backoff.ms": "10"}
 # Pre-filled topics, 16 partitions each: (value bytes, records).
 FILL = ((100, 2000000), (1000, 1000000))
 SOCKETS = (1, 16)
 RATE, LAT_SECONDS, LAT_SIZE, BURST_MS = 5000, 10.0, 100, 300
+WARMUP_SECONDS = 10.0
 IDLE = 16
 BATCH = 100
-CAPPED_SECONDS = 4.0
+# A throughput run stops this long after its first record (the rate so far
+# is reported, marked *): a throttled consumer must not eat the time budget.
+CAP_SECONDS = 30.0
 
 problems = []
+odd = []  # duplicates, stray records, runs stopped by the cap
 
 
 def free_port():
@@ -98,7 +112,7 @@ def run_tool(what, args, timeout=300):
 class Proxy:
     def __init__(self, bootstrap, props, log):
         self.port = free_port()
-        args = [PROXY]
+        args = [PROXY_RUN]
         if props:  # replaces consumer.kafka-client-properties
             path = os.path.join(OUT, "consume_proxy.conf")
             with open(path, "w") as f:
@@ -152,34 +166,69 @@ class Proxy:
             return self.proc.wait()
 
 
-def throughput(b, proxy, props, tpc, size, conns, seconds=None, batch=0):
-    """Direct, then through the proxy, on the same topic (fresh groups)."""
+def proxy_build():
+    """Which binary: its mtime and hash, and the tree it came from."""
+    with open(PROXY_RUN, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    head = subprocess.run(["git", "-C", ROOT, "describe", "--always",
+                           "--dirty"], capture_output=True, text=True)
+    return {"path": PROXY, "sha256": digest,
+            "mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(
+                os.path.getmtime(PROXY))),
+            "repo": head.stdout.strip() or "?"}
+
+
+def librdkafka_at_least(version, want):
+    try:
+        return tuple(int(x) for x in version.split(".")[:2]) >= want
+    except ValueError:
+        return False
+
+
+def throughput(b, proxy, props, tpc, size, conns, batch=0, direct=True):
+    """Direct with the proxy's settings, direct with librdkafka's own
+    (no --set), then through the proxy; the same topic, fresh groups."""
     what = "%d B x %d socket(s)%s" % (size, conns,
                                       " batchSize=%d" % batch if batch else "")
-    extra = ["--seconds", str(seconds)] if seconds else []
     base = ["--bootstrap", b.bootstrap, "--topic", tpc, "--size", str(size),
-            "--connections", str(conns)] + extra
-    d = run_tool("direct " + what, ["--mode", "direct"] + base + sets(props))
+            "--connections", str(conns), "--seconds", str(CAP_SECONDS)]
+    r = {"size": size, "connections": conns, "batch": batch}
+    if direct:
+        r["direct"] = run_tool("direct " + what,
+                               ["--mode", "direct"] + base + sets(props))
+        r["direct_defaults"] = run_tool(
+            "direct (librdkafka defaults) " + what, ["--mode", "direct"] + base)
     c0 = cpu_seconds(proxy.pid)
     p = run_tool("proxy " + what, ["--mode", "ws", "--port", str(proxy.port),
                                    "--batch", str(batch)] + base)
     cpu = cpu_seconds(proxy.pid) - c0
     proxy.alive("proxy " + what)
-    r = {"size": size, "connections": conns, "batch": batch, "direct": d,
-         "proxy": p}
-    if d and p and d["msgs_per_sec"] and p["received"]:
-        r["ratio"] = p["msgs_per_sec"] / d["msgs_per_sec"]
+    r["proxy"] = p
+    if p and p["received"]:
         r["proxy_cpu_s_per_M"] = cpu / p["received"] * 1e6
-        r["direct_cpu_s_per_M"] = d["client_cpu_s"] / d["received"] * 1e6
+    for k in ("direct", "direct_defaults", "proxy"):
+        x = r.get(k)
+        if not x:
+            continue
+        if x["received"]:
+            x["cpu_s_per_M"] = (cpu if k == "proxy" else x["client_cpu_s"]) \
+                / x["received"] * 1e6
+        for n in ("duplicates", "stray"):
+            if x.get(n):
+                odd.append("%s %s: %d %s" % (k, what, x[n], n))
+        if x.get("time_limited"):
+            odd.append("%s %s: stopped after %.0f s, %d of %d records" % (
+                k, what, CAP_SECONDS, x["received"], x["expected"]))
     return r
 
 
-def latency(b, admin, proxy, props, burst):
+def latency(b, admin, proxy, props, burst, seconds=None):
     tpc = topic(admin, 1)
     what = "latency%s" % (" with a %d ms burst" % burst if burst else "")
     r = run_tool(what, ["--mode", "latency", "--bootstrap", b.bootstrap,
                         "--port", str(proxy.port), "--topic", tpc, "--rate",
-                        str(RATE), "--seconds", str(LAT_SECONDS * SCALE),
+                        str(RATE), "--seconds",
+                        str(seconds or LAT_SECONDS * SCALE),
                         "--size", str(LAT_SIZE), "--burst-ms", str(burst)]
                  + sets(props))
     proxy.alive(what)
@@ -216,24 +265,76 @@ def idle(admin, proxy):
             "threads_per_socket": (thr1 - thr0) / IDLE}
 
 
-def fmt_tp(r):
-    d, p = r["direct"] or {}, r["proxy"] or {}
-    opt = lambda k: "%.2f" % r[k] if k in r else "-"  # noqa: E731
-    return "| %d B | %d%s | %.0f | %.1f | %.0f | %.1f | %s | %s | %s | " \
-        "%.2f / %.2f |" % (
-            r["size"], r["connections"],
-            " (batchSize=%d)" % r["batch"] if r.get("batch") else "",
-            d.get("msgs_per_sec", 0), d.get("mb_per_sec", 0),
-            p.get("msgs_per_sec", 0), p.get("mb_per_sec", 0), opt("ratio"),
-            opt("proxy_cpu_s_per_M"), opt("direct_cpu_s_per_M"),
-            d.get("seconds_from_connect", 0),
-            p.get("seconds_from_connect", 0))
+def rate(x):
+    if not x:
+        return "failed"
+    return "%.0f%s" % (x["msgs_per_sec"], "*" if x.get("time_limited") else "")
 
 
-TP_HEAD = ("| size | sockets | direct msg/s | direct MB/s | proxy msg/s | "
-           "proxy MB/s | ratio | proxy CPU s / 1M | direct CPU s / 1M | "
-           "s from connect (direct / proxy) |\n|---|---|---|---|---|---|---|"
-           "---|---|---|")
+def ratio(p, d):
+    if p and d and d["msgs_per_sec"]:
+        return "%.2f" % (p["msgs_per_sec"] / d["msgs_per_sec"])
+    return "-"
+
+
+def val(x, key, f="%.2f"):
+    return f % x[key] if x and key in x else "-"
+
+
+def fmt_tp(r, ref):
+    """ref: the row whose direct runs this one is compared with."""
+    p, d, dd = r.get("proxy"), ref.get("direct"), ref.get("direct_defaults")
+    own = ref is r
+    return ("| %d B | %d%s | %s | %s | %s | %s | %s | %s | %s | %s / %s | "
+            "%s / %s / %s | %s / %s / %s |") % (
+        r["size"], r["connections"],
+        " (batchSize=%d)" % r["batch"] if r.get("batch") else "",
+        rate(p), val(p, "mb_per_sec", "%.1f"),
+        rate(d) if own else "(%s)" % rate(d), ratio(p, d),
+        rate(dd) if own else "(%s)" % rate(dd), ratio(p, dd),
+        val(p, "cpu_s_per_M"),
+        val(d, "cpu_s_per_M") if own else "-",
+        val(dd, "cpu_s_per_M") if own else "-",
+        val(p, "max_gap_ms", "%.0f"),
+        val(d, "max_gap_ms", "%.0f") if own else "-",
+        val(dd, "max_gap_ms", "%.0f") if own else "-",
+        val(p, "seconds_from_connect", "%.1f"),
+        val(d, "seconds_from_connect", "%.1f") if own else "-",
+        val(dd, "seconds_from_connect", "%.1f") if own else "-")
+
+
+TP_HEAD = ("| size | sockets | proxy msg/s | proxy MB/s | direct, same "
+           "settings msg/s | proxy / direct | direct, librdkafka defaults "
+           "msg/s | proxy / direct defaults | proxy CPU s / 1M | direct CPU "
+           "s / 1M (same / defaults) | longest gap ms (proxy / same / "
+           "defaults) | s from connect (proxy / same / defaults) |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def profile(b, proxy, tpc):
+    """perf record -g on the proxy during one more 1 KB x 1 socket run."""
+    data = os.path.join(OUT, "consume_perf.data")
+    try:
+        perf = subprocess.Popen(["perf", "record", "-g", "-o", data, "-p",
+                                 str(proxy.pid)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    except OSError as e:
+        return {"error": str(e)}
+    time.sleep(0.5)
+    p = run_tool("proxy 1000 B x 1 socket(s), profiled", [
+        "--mode", "ws", "--port", str(proxy.port), "--bootstrap", b.bootstrap,
+        "--topic", tpc, "--size", "1000", "--connections", "1", "--seconds",
+        str(CAP_SECONDS)])
+    perf.send_signal(signal.SIGINT)
+    perf.wait(timeout=60)
+    rep = subprocess.run(["perf", "report", "-i", data, "--stdio",
+                          "--no-children", "-g", "none", "--sort",
+                          "dso,symbol"], capture_output=True, text=True)
+    top = [re.sub(r"(\s+-)+$", "", l.strip()) for l in
+           rep.stdout.splitlines() if l.strip() and not l.startswith("#")]
+    return {"run": p, "data": data, "top": top[:10],
+            "samples": (re.findall(r"# Samples: (\S+)", rep.stdout) or
+                        ["?"])[0]}
 
 
 def print_latency(title, r):
@@ -256,7 +357,9 @@ def print_latency(title, r):
 
 def main():
     t_start = time.monotonic()
+    load0 = os.getloadavg()
     os.makedirs(OUT, exist_ok=True)
+    shutil.copy2(PROXY, PROXY_RUN)
     b = KafkaBroker()
     b.start()
     admin = AdminClient({"bootstrap.servers": b.bootstrap})
@@ -264,9 +367,8 @@ def main():
     results = {"machine": {"nproc": os.cpu_count(),
                            "note": "broker (JVM), proxy and load generator "
                                    "share the machine's cores"},
-               "proxy_bin": PROXY, "scale": SCALE,
-               "settings": {"shipped": SHIPPED, "raised": RAISED},
-               "fill": [], "shipped": {}, "raised": {}}
+               "proxy_bin": proxy_build(), "scale": SCALE, "fill": [],
+               "throughput": []}
     proxy = None
     topics = {}
     try:
@@ -277,34 +379,37 @@ def main():
                 topics[size], "--count", str(int(count * SCALE)), "--size",
                 str(size)])
             results["fill"].append(f)
-        # 1. The proxy as shipped: memory per idle socket, latency, and what
-        # the prefetch limits leave of throughput.
+        lib = next((f["librdkafka"] for f in results["fill"] if f), "?")
+        props = dict(SHIPPED)
+        if librdkafka_at_least(lib, (2, 2)):
+            props.update(NEWER)
+        results["librdkafka"] = lib
+        results["settings"] = props
+        # The proxy as shipped (no configuration file). Memory first, on the
+        # fresh proxy; then latency; then throughput.
         proxy = Proxy(b.bootstrap, None, log)
-        sh = results["shipped"]
-        sh["idle"] = idle(admin, proxy)
-        sh["latency"] = latency(b, admin, proxy, SHIPPED, 0)
-        sh["latency_burst"] = latency(b, admin, proxy, SHIPPED, BURST_MS)
-        sh["throughput"] = [throughput(b, proxy, SHIPPED, topics[size], size,
-                                       1, CAPPED_SECONDS)
-                            for size, _ in FILL]
-        sh["proxy_rss_kb"] = status(proxy.pid, "VmRSS")
-        sh["proxy_peak_rss_kb"] = status(proxy.pid, "VmHWM")
-        sh["proxy_exit"] = proxy.stop()
-        proxy = None
-        # 2. Prefetch limits raised on both sides: what the proxy costs.
-        proxy = Proxy(b.bootstrap, RAISED, log)
-        ra = results["raised"]
-        ra["throughput"] = [throughput(b, proxy, RAISED, topics[size], size,
-                                       conns)
-                            for size, _ in FILL for conns in SOCKETS]
-        # one JSON array per frame instead of a frame per record
-        ra["throughput"].append(throughput(b, proxy, RAISED, topics[100], 100,
-                                           1, batch=BATCH))
-        ra["latency"] = latency(b, admin, proxy, RAISED, 0)
-        ra["latency_burst"] = latency(b, admin, proxy, RAISED, BURST_MS)
-        ra["proxy_rss_kb"] = status(proxy.pid, "VmRSS")
-        ra["proxy_peak_rss_kb"] = status(proxy.pid, "VmHWM")
-        ra["proxy_exit"] = proxy.stop()
+        results["idle"] = idle(admin, proxy)
+        # A fresh broker JVM falls seconds behind 5,000 single-record
+        # produce requests a second until it has warmed up (both consumers
+        # then see p99 of several seconds): one unmeasured run first.
+        results["latency_warmup"] = latency(b, admin, proxy, props, 0,
+                                            WARMUP_SECONDS * SCALE)
+        results["latency"] = latency(b, admin, proxy, props, 0)
+        results["latency_burst"] = latency(b, admin, proxy, props, BURST_MS)
+        tp = results["throughput"]
+        for size, _ in FILL:
+            for conns in SOCKETS:
+                tp.append(throughput(b, proxy, props, topics[size], size,
+                                     conns))
+        # One JSON array per frame instead of a frame per record; compared
+        # with the direct runs of 100 B x 1 socket.
+        tp.append(throughput(b, proxy, props, topics[100], 100, 1,
+                             batch=BATCH, direct=False))
+        if PERF:
+            results["perf"] = profile(b, proxy, topics[1000])
+        results["proxy_rss_kb"] = status(proxy.pid, "VmRSS")
+        results["proxy_peak_rss_kb"] = status(proxy.pid, "VmHWM")
+        results["proxy_exit"] = proxy.stop()
         proxy = None
     finally:
         if proxy:
@@ -313,36 +418,46 @@ def main():
         b.cleanup()
         log.close()
     results["seconds"] = time.monotonic() - t_start
-    for k in ("shipped", "raised"):
-        if results[k].get("proxy_exit") != 0:
-            problems.append("%s: proxy exit status %s after SIGTERM" % (
-                k, results[k].get("proxy_exit")))
+    results["loadavg"] = {"start": load0, "end": os.getloadavg()}
+    if results.get("proxy_exit") != 0:
+        problems.append("proxy exit status %s after SIGTERM" %
+                        results.get("proxy_exit"))
 
-    lib = [f["librdkafka"] for f in results["fill"] if f]
-    print("\nproxy %s, librdkafka %s, %d cores" % (
-        PROXY, lib[0] if lib else "?", os.cpu_count()))
-    print("\n## Throughput, prefetch limits raised on both sides (%s)" %
-          ", ".join("%s=%s" % kv for kv in RAISED.items()))
+    pb = results["proxy_bin"]
+    print("\nproxy %s (built %s, sha256 %s; repository at %s), librdkafka %s, "
+          "%d cores, load average %.2f at the start, %.2f at the end" % (
+              pb["path"], pb["mtime"], pb["sha256"], pb["repo"],
+              results.get("librdkafka", "?"), os.cpu_count(), load0[0],
+              results["loadavg"]["end"][0]))
+    settings = ", ".join("%s=%s" % kv for kv in results.get(
+        "settings", SHIPPED).items())
+    print("\n## Throughput, the proxy's shipped defaults (%s)" % settings)
     print("records: " + ", ".join(
         "%d x %d B" % (f["acked"], f["size"]) for f in results["fill"] if f)
-          + " (16 partitions); msg/s from the first record to the last\n")
+          + " (16 partitions); msg/s from the first record to the last; "
+          "direct, same settings: the same limits with --set; direct, "
+          "librdkafka defaults: no --set; * = stopped %.0f s after the first "
+          "record; (x) = the 100 B x 1 socket row's\n" % CAP_SECONDS)
     print(TP_HEAD)
-    for r in results["raised"].get("throughput", []):
-        print(fmt_tp(r))
-    print("\n## Throughput, shipped defaults (%s), first %.0f s of each "
-          "run\n" % (", ".join("%s=%s" % kv for kv in SHIPPED.items()),
-                     CAPPED_SECONDS))
-    print(TP_HEAD)
-    for r in results["shipped"].get("throughput", []):
-        print(fmt_tp(r))
-    print("\n## End-to-end latency, open loop %d msg/s x %.0f s, %d B" % (
-        RATE, LAT_SECONDS * SCALE, LAT_SIZE))
-    for k, name in (("shipped", "shipped defaults"),
-                    ("raised", "raised prefetch")):
-        print_latency(name, results[k].get("latency"))
-        print_latency("%s, producer stalls %d ms half-way" % (name, BURST_MS),
-                      results[k].get("latency_burst"))
-    i = results["shipped"].get("idle")
+    rows = results["throughput"]
+    for r in rows:
+        ref = r if "direct" in r else next(
+            (x for x in rows if x["size"] == r["size"] and
+             x["connections"] == r["connections"] and "direct" in x), r)
+        print(fmt_tp(r, ref))
+    print("\n## End-to-end latency, open loop %d msg/s x %.0f s, %d B, "
+          "shipped defaults on both sides" % (RATE, LAT_SECONDS * SCALE,
+                                              LAT_SIZE))
+    w = results.get("latency_warmup")
+    if w:
+        print("\n(unmeasured broker warm-up run before these, %.0f s: p99 "
+              "direct %.0f us, proxy %.0f us)" % (
+                  WARMUP_SECONDS * SCALE, w["direct"]["p99_us"],
+                  w["proxy"]["p99_us"]))
+    print_latency("steady", results.get("latency"))
+    print_latency("producer stalls %d ms half-way" % BURST_MS,
+                  results.get("latency_burst"))
+    i = results.get("idle")
     if i:
         print("\n## Memory (shipped defaults)\n")
         print("%d idle consumer sockets: RSS %d -> %d KiB = %.0f KiB per "
@@ -352,16 +467,26 @@ def main():
                   i["bytes_per_socket"] / 1024, i["threads_per_socket"],
                   i["threads_before"], i["threads_open"],
                   i["rss_after_close_kb"], i["threads_after_close"]))
-    for k in ("shipped", "raised"):
-        r = results[k]
-        if "proxy_rss_kb" in r:
-            print("proxy (%s) at the end: RSS %d KiB, peak %d KiB, exit %s" % (
-                k, r["proxy_rss_kb"], r["proxy_peak_rss_kb"],
-                r.get("proxy_exit")))
+    if "proxy_rss_kb" in results:
+        print("proxy at the end: RSS %d KiB, peak %d KiB, exit %s" % (
+            results["proxy_rss_kb"], results["proxy_peak_rss_kb"],
+            results.get("proxy_exit")))
+    pf = results.get("perf")
+    if pf:
+        print("\n## perf record -g, proxy, 1 KB x 1 socket (%s msg/s while "
+              "profiled, %s samples), top symbols (self)\n" % (
+                  rate(pf.get("run")), pf.get("samples", "?")))
+        for line in pf.get("top") or [pf.get("error", "no samples")]:
+            print("    " + line)
     print("\ntotal %.0f s" % results["seconds"])
     results["problems"] = problems
+    results["odd"] = odd
     with open(os.path.join(OUT, "consume_results.json"), "w") as f:
         json.dump(results, f, indent=2)
+    if odd:
+        print("\nNOTES:")
+        for n in odd:
+            print("- " + n)
     if problems:
         print("\nPROBLEMS:")
         for p in problems:

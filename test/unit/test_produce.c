@@ -130,6 +130,9 @@ KWP_TEST(produce_msg_errors) {
     const char *code;
   } cases[] = {
       {"nope", KWP_FMT_NONE, KWP_FMT_STRING, KWP_PERR_INVALID_JSON},
+      {"{\"headers\":[{\"key\":\"a\\u0000b\",\"value\":\"v\"}],"
+       "\"value\":{\"value\":\"x\"}}",
+       KWP_FMT_NONE, KWP_FMT_STRING, KWP_PERR_INVALID_HEADERS},
       {"[1]", KWP_FMT_NONE, KWP_FMT_STRING, KWP_PERR_INVALID_MESSAGE},
       {"{\"messageId\":\"x\"}", KWP_FMT_NONE, KWP_FMT_STRING,
        KWP_PERR_INVALID_MESSAGE},
@@ -212,4 +215,27 @@ KWP_TEST(ratelimit_spacing) {
   ASSERT(kwp_rate_take(r, 1200) >= 100);
   kwp_rate_release(r2);
   kwp_rate_release(r);
+}
+
+/* JSON allows \u0000 in strings: values keep it, with their full length. */
+KWP_TEST(produce_msg_nul_in_values) {
+  kwp_produce_msg_t m;
+  const char *code = NULL;
+  char why[256];
+  static const char text[] =
+      "{\"value\":{\"value\":\"a\\u0000b\"},"
+      "\"headers\":[{\"key\":\"h\",\"value\":\"x\\u0000y\"}]}";
+  ASSERT_EQ(kwp_produce_msg_parse(text, sizeof(text) - 1, KWP_FMT_NONE,
+                                  KWP_FMT_STRING, &m, &code, why, sizeof(why)),
+            0);
+  ASSERT_EQ(m.value.len, 3);
+  ASSERT(memcmp(m.value.ptr, "a\0b", 3) == 0);
+  ASSERT_EQ(m.headers[0].value_len, 3);
+  kwp_produce_msg_clear(&m);
+  static const char js[] = "{\"value\":{\"value\":{\"k\":\"\\u0000\"}}}";
+  ASSERT_EQ(kwp_produce_msg_parse(js, sizeof(js) - 1, KWP_FMT_NONE,
+                                  KWP_FMT_JSON, &m, &code, why, sizeof(why)),
+            0);
+  ASSERT_EQ(m.value.len, strlen("{\"k\":\"\\u0000\"}"));
+  kwp_produce_msg_clear(&m);
 }
