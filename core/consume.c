@@ -285,8 +285,10 @@ static void release_held(consume_sess_t *s) {
       record_deliver(s, rkm);
     rd_kafka_event_destroy(s->held[i]);
   }
-  memmove(s->held, s->held + i, (s->nheld - i) * sizeof(*s->held));
-  s->nheld -= i;
+  if (i) { /* held is NULL until something was held */
+    memmove(s->held, s->held + i, (s->nheld - i) * sizeof(*s->held));
+    s->nheld -= i;
+  }
   flush(s);
 }
 
