@@ -59,6 +59,19 @@ static const uint8_t needs_escape[256] = {
     ['\\'] = 1,
 };
 
+/* Whether any of 8 bytes is < 0x20, '"' or '\\' (bytes >= 0x80 never are:
+ * UTF-8 passes through). The usual "has a zero byte" trick, on the bytes
+ * XORed with the character, and on the bytes minus 0x20 for the controls. */
+static int word_needs_escape(const uint8_t *p) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  uint64_t w;
+  memcpy(&w, p, 8);
+  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+  uint64_t ctl = (w - ones * 0x20) & ~w & highs;
+  uint64_t zq = (q - ones) & ~q & highs, zb = (bs - ones) & ~bs & highs;
+  return (ctl | zq | zb) != 0;
+}
+
 /* Append @p p as a quoted JSON string. The bytes must be valid UTF-8
  * (checked by the caller). */
 static void append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
@@ -70,6 +83,8 @@ static void append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
   size_t i = 0;
   while (i < n) {
     size_t run = i;
+    while (run + 8 <= n && !word_needs_escape(p + run))
+      run += 8;
     while (run < n && !needs_escape[p[run]])
       run++;
     memcpy(b->data + b->len, p + i, run - i); /* reserved: n - i + 1 */
@@ -142,10 +157,11 @@ static uint64_t get_be(const uint8_t *p, size_t n) {
   return v;
 }
 
+static char *i64_text(char *end, int64_t v);
+
 static void append_int(kwp_sbuf_t *b, int64_t v) {
-  char num[24];
-  int n = snprintf(num, sizeof(num), "%" PRId64, v);
-  kwp_sbuf_append(b, num, (size_t)n);
+  char num[24], *e = num + sizeof(num), *s = i64_text(e, v);
+  kwp_sbuf_append(b, s, (size_t)(e - s));
 }
 
 /* The shortest decimal that reads back as the same float or double, with
@@ -313,23 +329,58 @@ int kwp_consume_message_id(char *out, size_t outlen, const char *topic,
                   partition, offset, timestamp);
 }
 
+/* Decimal text of @p v at the end of @p end (no NUL); returns its start.
+ * Faster than snprintf, which showed up in profiles of the record head. */
+static char *i64_text(char *end, int64_t v) {
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do {
+    *--end = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    *--end = '-';
+  return end;
+}
+
+static char *put(char *d, const char *s, size_t n) {
+  memcpy(d, s, n);
+  return d + n;
+}
+
+static char *put_i64(char *d, int64_t v) {
+  char num[24], *e = num + sizeof(num), *b = i64_text(e, v);
+  return put(d, b, (size_t)(e - b));
+}
+
+#define PUT_LIT(d, s) put((d), (s), sizeof(s) - 1)
+
 int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
                        kwp_fmt_t val_fmt, const kwp_record_t *r) {
-  char head[512];
-  int n = snprintf(head, sizeof(head),
-                   "{\"wsProxyMessageId\":\"%s-%" PRId32 "-%" PRId64 "-%" PRId64
-                   "\",\"topic\":\"%s\","
-                   "\"partition\":%" PRId32 ",\"offset\":%" PRId64
-                   ",\"timestamp\":%" PRId64 ",\"headers\":",
-                   topic, r->partition, r->offset, r->timestamp, topic,
-                   r->partition, r->offset, r->timestamp);
-  if (n < 0 || (size_t)n >= sizeof(head)) {
-    out->oom = 1; /* topic names are at most 249 bytes: cannot happen */
+  size_t tlen = strlen(topic);
+  /* The head: fixed text, the topic twice and six numbers of <= 20 chars. */
+  char *d0 = kwp_sbuf_reserve(out, 2 * tlen + 6 * 20 + 128), *d = d0;
+  if (!d)
     return KWP_ENOMEM;
-  }
-  kwp_sbuf_append(out, head, (size_t)n);
+  d = PUT_LIT(d, "{\"wsProxyMessageId\":\"");
+  d = put(d, topic, tlen);
+  *d++ = '-';
+  d = put_i64(d, r->partition);
+  *d++ = '-';
+  d = put_i64(d, r->offset);
+  *d++ = '-';
+  d = put_i64(d, r->timestamp);
+  d = PUT_LIT(d, "\",\"topic\":\"");
+  d = put(d, topic, tlen);
+  d = PUT_LIT(d, "\",\"partition\":");
+  d = put_i64(d, r->partition);
+  d = PUT_LIT(d, ",\"offset\":");
+  d = put_i64(d, r->offset);
+  d = PUT_LIT(d, ",\"timestamp\":");
+  d = put_i64(d, r->timestamp);
+  d = PUT_LIT(d, ",\"headers\":");
+  out->len += (size_t)(d - d0);
   append_headers(out, r);
-  int bad_key = 0, bad_value;
+  int n, bad_key = 0, bad_value;
   if (r->key) {
     APPEND_LIT(out, ",\"key\":");
     bad_key = append_field(out, key_fmt, key_fmt != KWP_FMT_NONE, r->key,

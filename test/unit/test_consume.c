@@ -341,3 +341,34 @@ KWP_TEST(commit_gate_keeps_order) {
   ASSERT_EQ(kwp_cgate_waiting(g), 0);
   kwp_cgate_free(g);
 }
+
+/* Escaping works word by word: every special byte at every position of a
+ * long string must still be escaped (and nothing else touched). */
+KWP_TEST(consume_escape_every_position) {
+  static const char *const specials[] = {"\"", "\\", "\x01", "\x1f", "\n"};
+  static const char *const escaped[] = {"\\\"", "\\\\", "\\u0001", "\\u001f",
+                                        "\\n"};
+  for (size_t k = 0; k < 5; k++)
+    for (size_t at = 0; at < 40; at++) {
+      char in[41], want[80];
+      memset(in, 'a', 40);
+      in[40] = 0;
+      in[at] = specials[k][0];
+      snprintf(want, sizeof(want), "\"value\":{\"value\":\"%.*s%s%s\",",
+               (int)at, in, escaped[k], in + at + 1);
+      kwp_record_t r = {.value = (const uint8_t *)in, .value_len = 40};
+      char *f = frame(KWP_FMT_NONE, KWP_FMT_STRING, &r);
+      if (!strstr(f, want))
+        fprintf(stderr, "  %s lacks %s\n", f, want);
+      ASSERT(strstr(f, want) != NULL);
+      free(f);
+    }
+  /* Non-ASCII and DEL pass through unescaped. */
+  kwp_record_t r = {.value = (const uint8_t *)"\x7f\xc3\xa9"
+                                              "abcdefgh\xe2\x82\xac",
+                    .value_len = 14};
+  char *f = frame(KWP_FMT_NONE, KWP_FMT_STRING, &r);
+  ASSERT(strstr(f, "\"value\":\"\x7f\xc3\xa9"
+                   "abcdefgh\xe2\x82\xac\"") != NULL);
+  free(f);
+}
