@@ -309,6 +309,20 @@ static void obj_append(kwp_hnode_t *obj, kwp_hnode_t *child) {
 /* Set obj[key] = v (taking ownership), merging objects into objects. */
 static void obj_set(kwp_hnode_t *obj, const char *key, kwp_hnode_t *v) {
   kwp_hnode_t *old = obj_find(obj, key);
+  /* `a = ${b} {..}` then `a {..}`: the object merges over what `a` will be
+   * (the reference's consumer/producer kafka-client-properties are defined
+   * so; a user's block must add to them, not drop the inherited keys). */
+  if (old && old->type == KWP_H_SUBST && !old->optional &&
+      v->type == KWP_H_OBJ &&
+      (!old->overlay || old->overlay->type == KWP_H_OBJ)) {
+    if (!old->overlay) {
+      free(v->key);
+      v->key = NULL;
+      old->overlay = v;
+      return;
+    }
+    old = old->overlay; /* an object: merged into just below */
+  }
   if (old && old->type == KWP_H_OBJ && v->type == KWP_H_OBJ) {
     kwp_hnode_t *k = v->kids;
     v->kids = NULL;

@@ -257,3 +257,29 @@ KWP_TEST(config_example_file_loads) {
   ASSERT_EQ(c->server.port, 8078);
   kwp_config_free(c);
 }
+
+/* Regression: a user's consumer/producer kafka-client-properties block must
+ * merge over the inherited `${kafka-client.properties} {..}` value, not
+ * replace it (security settings were silently dropped). */
+KWP_TEST(config_client_properties_block_merges) {
+  char err[512];
+  kwp_config_t *cfg = kwp_config_load_string(
+      "kafka.ws.proxy {\n"
+      "  kafka-client.bootstrap-hosts = \"h:9092\"\n"
+      "  kafka-client.properties { security.protocol = \"SSL\" }\n"
+      "  consumer.kafka-client-properties { debug = \"fetch\" }\n"
+      "  consumer.kafka-client-properties { client.rack = \"r1\" }\n"
+      "  producer.kafka-client-properties { linger.ms = \"5\" }\n"
+      "}\n",
+      "t.conf", 0, err, sizeof(err));
+  ASSERT(cfg != NULL);
+  const kwp_props_t *c = &cfg->consumer.kafka_client_properties;
+  ASSERT_STREQ(kwp_props_get(c, "security.protocol"), "SSL");
+  ASSERT_STREQ(kwp_props_get(c, "debug"), "fetch");
+  ASSERT_STREQ(kwp_props_get(c, "client.rack"), "r1");
+  ASSERT_STREQ(kwp_props_get(c, "request.timeout.ms"), "30000");
+  const kwp_props_t *p = &cfg->producer.kafka_client_properties;
+  ASSERT_STREQ(kwp_props_get(p, "security.protocol"), "SSL");
+  ASSERT_STREQ(kwp_props_get(p, "linger.ms"), "5");
+  kwp_config_free(cfg);
+}
