@@ -776,3 +776,11 @@ const char *kwp_props_get(const kwp_props_t *props, const char *key) {
       return props->items[i].value;
   return NULL;
 }
+
+const kwp_client_limit_t *kwp_limits_find(const kwp_limits_t *l,
+                                          const char *id) {
+  for (size_t i = 0; i < l->client_specific_count; i++)
+    if (!strcmp(l->client_specific[i].id, id))
+      return &l->client_specific[i];
+  return NULL;
+}

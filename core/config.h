@@ -195,4 +195,11 @@ void kwp_config_free(kwp_config_t *cfg);
  */
 const char *kwp_props_get(const kwp_props_t *props, const char *key);
 
+/**
+ * The `client-specific-limits` entry of @p id (a group-id or producer-id);
+ * NULL when there is none. @locality any thread
+ */
+const kwp_client_limit_t *kwp_limits_find(const kwp_limits_t *l,
+                                          const char *id);
+
 #endif

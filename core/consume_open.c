@@ -163,19 +163,10 @@ static int parse_params(consume_sess_t *s, const char *url, int *err, char *msg,
   return 0;
 }
 
-static const kwp_client_limit_t *group_limit(const kwp_config_t *cfg,
-                                             const char *group) {
-  const kwp_limits_t *l = &cfg->consumer.limits;
-  for (size_t i = 0; i < l->client_specific_count; i++)
-    if (!strcmp(l->client_specific[i].id, group))
-      return &l->client_specific[i];
-  return NULL;
-}
-
 /* Rate buckets and batch size from the parameters and consumer.limits. */
 static int apply_limits(consume_sess_t *s) {
   const kwp_limits_t *l = &s->cfg->consumer.limits;
-  const kwp_client_limit_t *g = group_limit(s->cfg, s->group_id);
+  const kwp_client_limit_t *g = kwp_limits_find(l, s->group_id);
   int64_t group_rate = g && g->messages_per_second >= 0
                            ? g->messages_per_second
                            : l->default_messages_per_second;

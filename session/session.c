@@ -604,17 +604,9 @@ int kwp_session_fatal(const kwp_session_t *s) {
   return atomic_load(&s->fatal);
 }
 
-static const kwp_client_limit_t *limit_entry(const kwp_limits_t *l,
-                                             const char *id) {
-  for (size_t i = 0; i < l->client_specific_count; i++)
-    if (!strcmp(l->client_specific[i].id, id))
-      return &l->client_specific[i];
-  return NULL;
-}
-
 int64_t kwp_session_consumer_limit(const kwp_config_t *cfg, const char *group,
                                    int partitions) {
-  const kwp_client_limit_t *e = limit_entry(&cfg->consumer.limits, group);
+  const kwp_client_limit_t *e = kwp_limits_find(&cfg->consumer.limits, group);
   int64_t n = e && e->max_connections >= 0
                   ? e->max_connections
                   : cfg->consumer.limits.default_max_connections_per_client;
@@ -623,7 +615,8 @@ int64_t kwp_session_consumer_limit(const kwp_config_t *cfg, const char *group,
 
 int64_t kwp_session_producer_limit(const kwp_config_t *cfg,
                                    const char *client_id) {
-  const kwp_client_limit_t *e = limit_entry(&cfg->producer.limits, client_id);
+  const kwp_client_limit_t *e =
+      kwp_limits_find(&cfg->producer.limits, client_id);
   int64_t n = e && e->max_connections >= 0
                   ? e->max_connections
                   : cfg->producer.limits.default_max_connections_per_client;
