@@ -15,6 +15,8 @@
 #define DEV_BROKERS 3
 
 #define TOPIC_CACHE_MS 10000
+#define TOPIC_PENDING_TRIES 2     /* extra looks at a missing topic... */
+#define TOPIC_PENDING_WAIT_MS 250 /* ...this far apart */
 #define DEV_TOPIC_PARTITIONS 4
 
 typedef struct topic_entry {
@@ -339,13 +341,21 @@ static void topic_cache_store(kwp_kafka_t *kafka,
   free(old);
 }
 
-static int topic_refresh(kwp_kafka_t *kafka) {
+/* Refresh the cache. @p pending (may be NULL) is set unless @p want is
+ * listed and usable: a topic created a moment ago may be missing from a
+ * broker's metadata, or listed without a leader, for a short while. */
+static int topic_refresh(kwp_kafka_t *kafka, const char *want, int *pending) {
   const struct rd_kafka_metadata *md = NULL;
   int timeout = (int)kafka->cfg->kafka_client.metadata_timeout_ms;
   rd_kafka_resp_err_t err =
       rd_kafka_metadata(kafka->admin_rk, 1, NULL, &md, timeout);
   if (err)
     return KWP_EKAFKA;
+  if (pending)
+    *pending = 1;
+  for (int i = 0; pending && i < md->topic_cnt; i++)
+    if (!strcmp(md->topics[i].topic, want))
+      *pending = md->topics[i].err != 0 || md->topics[i].partition_cnt <= 0;
   topic_cache_store(kafka, md);
   rd_kafka_metadata_destroy(md);
   return 0;
@@ -354,18 +364,26 @@ static int topic_refresh(kwp_kafka_t *kafka) {
 static void topic_work(uv_work_t *w) {
   topic_req_t *req = w->data;
   kwp_kafka_t *kafka = req->kafka;
-  if (topic_refresh(kafka) != 0) {
-    req->result = KWP_EKAFKA;
-    return;
+  /* A topic created a moment ago may not be usable yet: look again a
+   * little later (on the thread pool) before calling it missing. */
+  for (int attempt = 0;; attempt++) {
+    int pending = 0;
+    if (topic_refresh(kafka, req->topic, &pending) != 0) {
+      req->result = KWP_EKAFKA;
+      return;
+    }
+    uv_mutex_lock(&kafka->topics_lock);
+    req->result = topic_cached(kafka, req->topic);
+    uv_mutex_unlock(&kafka->topics_lock);
+    if (req->result > 0 || !pending || attempt == TOPIC_PENDING_TRIES)
+      break;
+    uv_sleep(TOPIC_PENDING_WAIT_MS);
   }
-  uv_mutex_lock(&kafka->topics_lock);
-  req->result = topic_cached(kafka, req->topic);
-  uv_mutex_unlock(&kafka->topics_lock);
   if (req->result < 0 && kafka->mcluster) {
     /* Dev mode: topics are created on first use. */
     if (rd_kafka_mock_topic_create(kafka->mcluster, req->topic,
                                    DEV_TOPIC_PARTITIONS, 1) == 0 &&
-        topic_refresh(kafka) == 0) {
+        topic_refresh(kafka, NULL, NULL) == 0) {
       uv_mutex_lock(&kafka->topics_lock);
       req->result = topic_cached(kafka, req->topic);
       uv_mutex_unlock(&kafka->topics_lock);

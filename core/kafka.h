@@ -66,7 +66,9 @@ typedef void (*kwp_kafka_topic_cb)(void *arg, int partitions);
 /**
  * Look up @p topic in the cached cluster metadata (refreshed on a miss, or
  * when older than 10 s, on libuv's thread pool; never per request when
- * cached). In dev mode a missing topic is created (4 partitions).
+ * cached). A topic missing or without a leader is looked at twice more,
+ * 250 ms apart: one created a moment ago takes that long to show up. In dev
+ * mode a missing topic is created (4 partitions).
  * @p cb runs on @p loop's thread, possibly before this returns.
  * @locality the thread running @p loop
  * @returns 0, or a libuv error (then @p cb is not called).
