@@ -59,19 +59,6 @@ static const uint8_t needs_escape[256] = {
     ['\\'] = 1,
 };
 
-/* Whether any of 8 bytes is < 0x20, '"' or '\\' (bytes >= 0x80 never are:
- * UTF-8 passes through). The usual "has a zero byte" trick, on the bytes
- * XORed with the character, and on the bytes minus 0x20 for the controls. */
-static int word_needs_escape(const uint8_t *p) {
-  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-  uint64_t w;
-  memcpy(&w, p, 8);
-  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-  uint64_t ctl = (w - ones * 0x20) & ~w & highs;
-  uint64_t zq = (q - ones) & ~q & highs, zb = (bs - ones) & ~bs & highs;
-  return (ctl | zq | zb) != 0;
-}
-
 /* Append @p p as a quoted JSON string. The bytes must be valid UTF-8
  * (checked by the caller). */
 static void append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
@@ -83,7 +70,7 @@ static void append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
   size_t i = 0;
   while (i < n) {
     size_t run = i;
-    while (run + 8 <= n && !word_needs_escape(p + run))
+    while (run + 8 <= n && !kwp_js_word_special(p + run))
       run += 8;
     while (run < n && !needs_escape[p[run]])
       run++;
@@ -157,10 +144,8 @@ static uint64_t get_be(const uint8_t *p, size_t n) {
   return v;
 }
 
-static char *i64_text(char *end, int64_t v);
-
 static void append_int(kwp_sbuf_t *b, int64_t v) {
-  char num[24], *e = num + sizeof(num), *s = i64_text(e, v);
+  char num[24], *e = num + sizeof(num), *s = kwp_i64_text(e, v);
   kwp_sbuf_append(b, s, (size_t)(e - s));
 }
 
@@ -329,26 +314,13 @@ int kwp_consume_message_id(char *out, size_t outlen, const char *topic,
                   partition, offset, timestamp);
 }
 
-/* Decimal text of @p v at the end of @p end (no NUL); returns its start.
- * Faster than snprintf, which showed up in profiles of the record head. */
-static char *i64_text(char *end, int64_t v) {
-  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do {
-    *--end = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0)
-    *--end = '-';
-  return end;
-}
-
 static char *put(char *d, const char *s, size_t n) {
   memcpy(d, s, n);
   return d + n;
 }
 
 static char *put_i64(char *d, int64_t v) {
-  char num[24], *e = num + sizeof(num), *b = i64_text(e, v);
+  char num[24], *e = num + sizeof(num), *b = kwp_i64_text(e, v);
   return put(d, b, (size_t)(e - b));
 }
 

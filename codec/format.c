@@ -122,17 +122,70 @@ static uint64_t get_be(const uint8_t *p, int n) {
   return v;
 }
 
-static int encode_integer(json_t *v, int width, kwp_bytes_t *out,
+char *kwp_i64_text(char *end, int64_t v) {
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do {
+    *--end = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    *--end = '-';
+  return end;
+}
+
+/* A misfit: the value is skipped so the rest of the message is still read
+ * (its messageId goes into the error result). */
+static int misfit(kwp_js_t *js, const char **why, const char *text) {
+  *why = text;
+  kwp_js_value(js, NULL);
+  return KWP_EBADREQ;
+}
+
+static int is_number_start(int c) {
+  return c == '-' || (c >= '0' && c <= '9');
+}
+
+/* An integral number token into int64; -1 when out of its range. */
+static int token_i64(kwp_slice_t tok, int64_t *out) {
+  const char *p = tok.ptr, *e = tok.ptr + tok.len;
+  int neg = *p == '-';
+  uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  for (p += neg; p < e; p++) {
+    unsigned d = (unsigned)(*p - '0');
+    if (v > (lim - d) / 10)
+      return -1;
+    v = v * 10 + d;
+  }
+  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+  return 0;
+}
+
+static int encode_integer(kwp_js_t *js, int width, kwp_bytes_t *out,
                           const char **why) {
-  static const json_int_t lim[] = {0, 0, INT16_MAX, 0, INT32_MAX};
-  if (!json_is_integer(v)) {
+  static const int64_t lim[] = {0, 0, INT16_MAX, 0,        INT32_MAX,
+                                0, 0, 0,         INT64_MAX};
+  static const char *const range[] = {NULL,
+                                      NULL,
+                                      "number out of range for short",
+                                      NULL,
+                                      "number out of range for int",
+                                      NULL,
+                                      NULL,
+                                      NULL,
+                                      "number out of range for long"};
+  kwp_slice_t tok;
+  int integral;
+  int64_t n;
+  if (!is_number_start(kwp_js_peek(js)))
+    return misfit(js, why, "expected an integer number");
+  if (kwp_js_number(js, &tok, &integral) < 0)
+    return KWP_EBADREQ;
+  if (!integral) {
     *why = "expected an integer number";
     return KWP_EBADREQ;
   }
-  json_int_t n = json_integer_value(v);
-  if (width < 8 && (n > lim[width] || n < -lim[width] - 1)) {
-    *why = width == 2 ? "number out of range for short"
-                      : "number out of range for int";
+  if (token_i64(tok, &n) < 0 || n > lim[width] || n < -lim[width] - 1) {
+    *why = range[width];
     return KWP_EBADREQ;
   }
   put_be(out->inline_buf, (uint64_t)n, width);
@@ -141,20 +194,31 @@ static int encode_integer(json_t *v, int width, kwp_bytes_t *out,
   return 0;
 }
 
-static int encode_real(json_t *v, int width, kwp_bytes_t *out,
+static int encode_real(kwp_js_t *js, int width, kwp_bytes_t *out,
                        const char **why) {
-  if (!json_is_number(v)) {
-    *why = "expected a number";
+  kwp_slice_t tok;
+  int integral;
+  char num[64], *heap = NULL, *text = num;
+  if (!is_number_start(kwp_js_peek(js)))
+    return misfit(js, why, "expected a number");
+  if (kwp_js_number(js, &tok, &integral) < 0)
+    return KWP_EBADREQ;
+  if (tok.len >= sizeof(num) && !(text = heap = malloc(tok.len + 1))) {
+    *why = "out of memory";
+    return KWP_ENOMEM;
+  }
+  memcpy(text, tok.ptr, tok.len); /* strtod wants a NUL */
+  text[tok.len] = 0;
+  double d = strtod(text, NULL);
+  free(heap);
+  float f = (float)d;
+  if (!isfinite(d) || (width == 4 && !isfinite(f))) {
+    *why = width == 4 ? "number out of range for float"
+                      : "number out of range for double";
     return KWP_EBADREQ;
   }
-  double d = json_number_value(v);
   if (width == 4) {
-    float f = (float)d;
     uint32_t u;
-    if (isfinite(d) && !isfinite(f)) {
-      *why = "number out of range for float";
-      return KWP_EBADREQ;
-    }
     memcpy(&u, &f, 4);
     put_be(out->inline_buf, u, 4);
   } else {
@@ -167,19 +231,18 @@ static int encode_real(json_t *v, int width, kwp_bytes_t *out,
   return 0;
 }
 
-static int encode_base64(json_t *v, kwp_bytes_t *out, const char **why) {
-  if (!json_is_string(v)) {
-    *why = "expected a base64 string";
+static int encode_base64(kwp_js_t *js, kwp_bytes_t *out, const char **why) {
+  kwp_slice_t s;
+  if (kwp_js_peek(js) != '"')
+    return misfit(js, why, "expected a base64 string");
+  if (kwp_js_string(js, &s) < 0)
     return KWP_EBADREQ;
-  }
-  const char *s = json_string_value(v);
-  size_t len = json_string_length(v);
-  out->owned = malloc(len / 4 * 3 + 1);
+  out->owned = malloc(s.len / 4 * 3 + 1);
   if (!out->owned) {
     *why = "out of memory";
     return KWP_ENOMEM;
   }
-  long n = kwp_base64_decode(s, len, out->owned);
+  long n = kwp_base64_decode(s.ptr, s.len, out->owned);
   if (n < 0) {
     kwp_bytes_clear(out);
     *why = "invalid base64";
@@ -190,44 +253,42 @@ static int encode_base64(json_t *v, kwp_bytes_t *out, const char **why) {
   return 0;
 }
 
-int kwp_fmt_encode(kwp_fmt_t fmt, json_t *v, kwp_bytes_t *out,
+static int encode_view(kwp_js_t *js, kwp_fmt_t fmt, kwp_bytes_t *out,
+                       const char **why) {
+  kwp_slice_t s;
+  if (fmt == KWP_FMT_STRING && kwp_js_peek(js) != '"')
+    return misfit(js, why, "expected a string");
+  if ((fmt == KWP_FMT_STRING ? kwp_js_string(js, &s) : kwp_js_value(js, &s)) <
+      0)
+    return KWP_EBADREQ;
+  out->ptr = (const uint8_t *)s.ptr;
+  out->len = s.len;
+  return 0;
+}
+
+int kwp_fmt_encode(kwp_fmt_t fmt, kwp_js_t *js, kwp_bytes_t *out,
                    const char **why) {
   memset(out, 0, sizeof(*out));
+  *why = "invalid JSON";
   switch (fmt) {
-  case KWP_FMT_JSON: {
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!s) {
-      *why = "cannot serialize JSON";
-      return KWP_EBADREQ;
-    }
-    out->ptr = out->owned = (uint8_t *)s;
-    out->len = strlen(s);
-    return 0;
-  }
+  case KWP_FMT_JSON:
   case KWP_FMT_STRING:
-    if (!json_is_string(v)) {
-      *why = "expected a string";
-      return KWP_EBADREQ;
-    }
-    out->ptr = (const uint8_t *)json_string_value(v);
-    out->len = json_string_length(v);
-    return 0;
+    return encode_view(js, fmt, out, why);
   case KWP_FMT_BYTEARRAY:
   case KWP_FMT_AVRO:
-    return encode_base64(v, out, why);
+    return encode_base64(js, out, why);
   case KWP_FMT_SHORT:
-    return encode_integer(v, 2, out, why);
+    return encode_integer(js, 2, out, why);
   case KWP_FMT_INT:
-    return encode_integer(v, 4, out, why);
+    return encode_integer(js, 4, out, why);
   case KWP_FMT_LONG:
-    return encode_integer(v, 8, out, why);
+    return encode_integer(js, 8, out, why);
   case KWP_FMT_FLOAT:
-    return encode_real(v, 4, out, why);
+    return encode_real(js, 4, out, why);
   case KWP_FMT_DOUBLE:
-    return encode_real(v, 8, out, why);
+    return encode_real(js, 8, out, why);
   default:
-    *why = "no format type";
-    return KWP_EBADREQ;
+    return misfit(js, why, "no format type");
   }
 }
 

@@ -7,6 +7,8 @@
 #ifndef KWP_CODEC_FORMAT_H
 #define KWP_CODEC_FORMAT_H
 
+#include "codec/jscan.h"
+
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,14 +49,21 @@ typedef struct kwp_bytes {
 void kwp_bytes_clear(kwp_bytes_t *b);
 
 /**
- * Serialize JSON value @p v as @p fmt. Views point into @p v, so @p v must
- * outlive @p out. @locality any thread; allocates for json/bytearray/avro.
- * @returns 0, or KWP_EBADREQ when the value does not fit the type (a string
- * for int, an int out of range for short, bad base64, ...), with a reason in
- * @p why (static text).
+ * Read the JSON value at @p js's cursor and serialize it as @p fmt: a view
+ * into the text or the reader's arena where possible (string, json), the
+ * bytes inline (numbers), or an owned buffer (bytearray, avro). Numbers keep
+ * their exact text in json. @locality any thread
+ * @returns 0; or KWP_EBADREQ when the JSON is invalid (@p js has the error)
+ * or the value does not fit the type (a string for int, an int out of range
+ * for short, bad base64, ...: the value was read past, @p why has a static
+ * reason); or KWP_ENOMEM.
  */
-int kwp_fmt_encode(kwp_fmt_t fmt, json_t *v, kwp_bytes_t *out,
+int kwp_fmt_encode(kwp_fmt_t fmt, kwp_js_t *js, kwp_bytes_t *out,
                    const char **why);
+
+/** Decimal text of @p v written backwards ending at @p end (no NUL; 20
+ * bytes at most); @returns its start. Faster than snprintf on hot paths. */
+char *kwp_i64_text(char *end, int64_t v);
 
 /**
  * Decode Kafka bytes as @p fmt into a new JSON value (numbers as numbers,

@@ -8,142 +8,272 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int perr(const char **code, const char *c, char *why, size_t whylen,
-                const char *fmt, const char *arg) {
-  *code = c;
-  snprintf(why, whylen, fmt, arg);
-  return KWP_EBADREQ;
+/* The first misfit of one field (value, key or headers). Misfits do not
+ * stop the reading: the messageId may come later in the text. */
+typedef struct field_err {
+  const char *code;
+  char why[224];
+} field_err_t;
+
+static void ferr(field_err_t *e, const char *code, const char *fmt,
+                 const char *a, const char *b, const char *c) {
+  if (e->code)
+    return;
+  e->code = code;
+  snprintf(e->why, sizeof(e->why), fmt, a, b, c);
+}
+
+static int is_null(kwp_js_t *js) {
+  return kwp_js_peek(js) == 'n';
 }
 
 /* A {"value": ..., "format": "..."} object; format is optional but, when
  * given, must name a format type. */
-static int parse_kv(json_t *obj, const char *what, kwp_fmt_t fmt,
-                    kwp_bytes_t *out, const char **code, char *why,
-                    size_t whylen) {
+static void read_kv(kwp_js_t *js, const char *what, kwp_fmt_t fmt,
+                    kwp_bytes_t *out, field_err_t *e) {
   const char *c =
       !strcmp(what, "key") ? KWP_PERR_INVALID_KEY : KWP_PERR_INVALID_VALUE;
-  const char *reason = NULL;
-  json_t *v = json_is_object(obj) ? json_object_get(obj, "value") : NULL;
-  json_t *f = json_is_object(obj) ? json_object_get(obj, "format") : NULL;
+  const char *reason;
+  kwp_js_iter_t it;
+  kwp_slice_t name, f;
   kwp_fmt_t named;
-  if (!v)
-    return perr(code, c, why, whylen, "'%s' must be an object with a 'value'",
-                what);
-  if (f &&
-      (!json_is_string(f) ||
-       kwp_fmt_parse(json_string_value(f), json_string_length(f), &named) != 0))
-    return perr(code, c, why, whylen, "'%s.format' is not a valid format type",
-                what);
-  if (kwp_fmt_encode(fmt, v, out, &reason) != 0) {
-    *code = c;
-    snprintf(why, whylen, "'%s' does not fit type %s: %s", what,
-             kwp_fmt_name(fmt), reason);
-    return KWP_EBADREQ;
+  int have_value = 0, r;
+  if (kwp_js_peek(js) != '{') {
+    ferr(e, c, "'%s' must be an object with a 'value'", what, "", "");
+    kwp_js_value(js, NULL);
+    return;
   }
-  return 0;
+  kwp_js_object(js, &it);
+  while ((r = kwp_js_member(js, &it, &name)) > 0) {
+    if (kwp_slice_is(name, "value") && !have_value) {
+      have_value = 1;
+      if (kwp_fmt_encode(fmt, js, out, &reason) && !js->err)
+        ferr(e, c, "'%s' does not fit type %s: %s", what, kwp_fmt_name(fmt),
+             reason);
+    } else if (kwp_slice_is(name, "format") && kwp_js_peek(js) == '"') {
+      if (kwp_js_string(js, &f) == 0 && kwp_fmt_parse(f.ptr, f.len, &named))
+        ferr(e, c, "'%s.format' is not a valid format type", what, "", "");
+    } else if (kwp_slice_is(name, "format")) {
+      ferr(e, c, "'%s.format' is not a valid format type", what, "", "");
+      kwp_js_value(js, NULL);
+    } else {
+      kwp_js_value(js, NULL);
+    }
+  }
+  if (r == 0 && !have_value)
+    ferr(e, c, "'%s' must be an object with a 'value'", what, "", "");
 }
 
-static int parse_headers(json_t *arr, kwp_produce_msg_t *m, const char **code,
-                         char *why, size_t whylen) {
-  size_t i;
-  json_t *h;
-  if (!json_is_array(arr))
-    return perr(code, KWP_PERR_INVALID_HEADERS, why, whylen, "%s",
-                "'headers' must be an array of {\"key\",\"value\"} objects");
-  if (json_array_size(arr) > KWP_PRODUCE_MAX_HEADERS)
-    return perr(code, KWP_PERR_INVALID_HEADERS, why, whylen, "%s",
-                "too many headers (at most 64)");
-  json_array_foreach(arr, i, h) {
-    json_t *k = json_object_get(h, "key"), *v = json_object_get(h, "value");
-    if (!json_is_string(k) || !json_is_string(v))
-      return perr(code, KWP_PERR_INVALID_HEADERS, why, whylen, "%s",
-                  "each header needs a string 'key' and a string 'value'");
-    if (strlen(json_string_value(k)) != json_string_length(k))
-      return perr(code, KWP_PERR_INVALID_HEADERS, why, whylen, "%s",
-                  "a header key cannot contain \\u0000");
-    m->headers[i].key = json_string_value(k);
-    m->headers[i].value = (const uint8_t *)json_string_value(v);
-    m->headers[i].value_len = json_string_length(v);
+/* One {"key": "...", "value": "..."} of the headers array. */
+static void read_header(kwp_js_t *js, kwp_produce_msg_t *m, field_err_t *e) {
+  static const char need[] =
+      "each header needs a string 'key' and a string 'value'";
+  kwp_js_iter_t it;
+  kwp_slice_t name, k = {0}, v = {0};
+  int r;
+  if (kwp_js_peek(js) != '{') {
+    ferr(e, KWP_PERR_INVALID_HEADERS, need, "", "", "");
+    kwp_js_value(js, NULL);
+    return;
   }
-  m->nheaders = json_array_size(arr);
-  return 0;
+  kwp_js_object(js, &it);
+  while ((r = kwp_js_member(js, &it, &name)) > 0) {
+    kwp_slice_t *dst = kwp_slice_is(name, "key")     ? &k
+                       : kwp_slice_is(name, "value") ? &v
+                                                     : NULL;
+    if (dst && kwp_js_peek(js) == '"')
+      kwp_js_string(js, dst);
+    else
+      kwp_js_value(js, NULL);
+  }
+  if (r < 0)
+    return;
+  if (!k.ptr || !v.ptr) {
+    ferr(e, KWP_PERR_INVALID_HEADERS, need, "", "", "");
+  } else if (memchr(k.ptr, 0, k.len)) {
+    ferr(e, KWP_PERR_INVALID_HEADERS, "a header key cannot contain \\u0000", "",
+         "", "");
+  } else if (m->nheaders == KWP_PRODUCE_MAX_HEADERS) {
+    ferr(e, KWP_PERR_INVALID_HEADERS, "too many headers (at most 64)", "", "",
+         "");
+  } else {
+    kwp_produce_header_t *h = &m->headers[m->nheaders++];
+    h->key = k.ptr;
+    h->key_len = k.len;
+    h->value = (const uint8_t *)v.ptr;
+    h->value_len = v.len;
+  }
+}
+
+static void read_headers(kwp_js_t *js, kwp_produce_msg_t *m, field_err_t *e) {
+  kwp_js_iter_t it;
+  if (kwp_js_peek(js) != '[') {
+    ferr(e, KWP_PERR_INVALID_HEADERS,
+         "'headers' must be an array of {\"key\",\"value\"} objects", "", "",
+         "");
+    kwp_js_value(js, NULL);
+    return;
+  }
+  kwp_js_array(js, &it);
+  while (kwp_js_element(js, &it) > 0)
+    read_header(js, m, e);
+}
+
+enum { F_VALUE = 1, F_KEY = 2, F_HEADERS = 4, F_ID = 8 };
+
+/* One member of the message object. @p seen keeps a field from being read
+ * twice: a repeated name fails the whole message when the object ends. */
+static void read_member(kwp_js_t *js, kwp_slice_t name, kwp_fmt_t key_fmt,
+                        kwp_fmt_t val_fmt, kwp_produce_msg_t *m, int *seen,
+                        field_err_t errs[3]) {
+  int f = kwp_slice_is(name, "value")       ? F_VALUE
+          : kwp_slice_is(name, "key")       ? F_KEY
+          : kwp_slice_is(name, "headers")   ? F_HEADERS
+          : kwp_slice_is(name, "messageId") ? F_ID
+                                            : 0;
+  if (!f || (*seen & f) || (f != F_ID && is_null(js))) {
+    kwp_js_value(js, NULL); /* unknown, repeated, or null (= absent) */
+    return;
+  }
+  *seen |= f;
+  switch (f) {
+  case F_VALUE:
+    read_kv(js, "value", val_fmt, &m->value, &errs[0]);
+    break;
+  case F_KEY:
+    if (key_fmt == KWP_FMT_NONE) {
+      ferr(&errs[1], KWP_PERR_INVALID_KEY,
+           "message has a 'key' but the socket has no keyType", "", "", "");
+      kwp_js_value(js, NULL);
+    } else {
+      read_kv(js, "key", key_fmt, &m->key, &errs[1]);
+      m->has_key = 1;
+    }
+    break;
+  case F_HEADERS:
+    read_headers(js, m, &errs[2]);
+    break;
+  default:
+    kwp_js_value(js, &m->message_id);
+  }
+}
+
+static int invalid_json(kwp_produce_msg_t *m, const char **code, char *why,
+                        size_t whylen) {
+  char where[128];
+  kwp_js_error(&m->js, where, sizeof(where));
+  m->message_id.ptr = NULL; /* nothing of an invalid text is trusted */
+  *code = KWP_PERR_INVALID_JSON;
+  snprintf(why, whylen, "message is not valid JSON: %s", where);
+  return KWP_EBADREQ;
 }
 
 int kwp_produce_msg_parse(const char *text, size_t len, kwp_fmt_t key_fmt,
                           kwp_fmt_t val_fmt, kwp_produce_msg_t *m,
                           const char **code, char *why, size_t whylen) {
-  json_error_t jerr;
-  memset(m, 0, sizeof(*m));
-  /* JSON allows \u0000 in strings; values keep it (lengths, not strlen). */
-  m->root =
-      json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
-  if (!m->root)
-    return perr(code, KWP_PERR_INVALID_JSON, why, whylen,
-                "message is not valid JSON: %s", jerr.text);
-  if (!json_is_object(m->root))
-    return perr(code, KWP_PERR_INVALID_MESSAGE, why, whylen, "%s",
-                "message must be a JSON object");
-  m->message_id = json_object_get(m->root, "messageId");
-  json_t *value = json_object_get(m->root, "value");
-  json_t *key = json_object_get(m->root, "key");
-  json_t *headers = json_object_get(m->root, "headers");
-  if (!value || json_is_null(value))
-    return perr(code, KWP_PERR_INVALID_MESSAGE, why, whylen, "%s",
-                "message has no 'value'");
-  if (parse_kv(value, "value", val_fmt, &m->value, code, why, whylen))
+  kwp_js_t *js = &m->js;
+  field_err_t errs[3];
+  kwp_js_iter_t it;
+  kwp_slice_t name;
+  int seen = 0, r;
+  memset(&m->key, 0, sizeof(m->key));
+  memset(&m->value, 0, sizeof(m->value));
+  memset(&m->message_id, 0, sizeof(m->message_id));
+  m->has_key = 0;
+  m->nheaders = 0;
+  errs[0].code = errs[1].code = errs[2].code = NULL;
+  kwp_js_init(js, text, len);
+  if (kwp_js_peek(js) != '{') {
+    if (kwp_js_value(js, NULL) < 0 || kwp_js_end(js) < 0)
+      return invalid_json(m, code, why, whylen);
+    *code = KWP_PERR_INVALID_MESSAGE;
+    snprintf(why, whylen, "message must be a JSON object");
     return KWP_EBADREQ;
-  if (key && !json_is_null(key)) {
-    if (key_fmt == KWP_FMT_NONE)
-      return perr(code, KWP_PERR_INVALID_KEY, why, whylen, "%s",
-                  "message has a 'key' but the socket has no keyType");
-    if (parse_kv(key, "key", key_fmt, &m->key, code, why, whylen))
-      return KWP_EBADREQ;
-    m->has_key = 1;
   }
-  if (headers && !json_is_null(headers) &&
-      parse_headers(headers, m, code, why, whylen))
+  kwp_js_object(js, &it);
+  while ((r = kwp_js_member(js, &it, &name)) > 0)
+    read_member(js, name, key_fmt, val_fmt, m, &seen, errs);
+  if (r < 0 || kwp_js_end(js) < 0)
+    return invalid_json(m, code, why, whylen);
+  if (!(seen & F_VALUE)) {
+    *code = KWP_PERR_INVALID_MESSAGE;
+    snprintf(why, whylen, "message has no 'value'");
     return KWP_EBADREQ;
+  }
+  for (int i = 0; i < 3; i++) {
+    if (errs[i].code) {
+      *code = errs[i].code;
+      snprintf(why, whylen, "%s", errs[i].why);
+      return KWP_EBADREQ;
+    }
+  }
   return 0;
 }
 
 void kwp_produce_msg_clear(kwp_produce_msg_t *m) {
   kwp_bytes_clear(&m->key);
   kwp_bytes_clear(&m->value);
-  json_decref(m->root);
-  memset(m, 0, sizeof(*m));
+  kwp_js_free(&m->js);
+  m->nheaders = 0;
+  m->has_key = 0;
+  m->message_id.ptr = NULL;
 }
 
-static json_t *id_or_null(json_t *id) {
-  return id ? json_incref(id) : json_null();
+static char *put(char *d, const char *s, size_t n) {
+  memcpy(d, s, n);
+  return d + n;
 }
 
-char *kwp_produce_result_ok(const char *topic, int32_t partition,
-                            int64_t offset, int64_t timestamp,
-                            json_t *message_id) {
-  /* The hot path: one snprintf. Kafka topic names are [a-zA-Z0-9._-], so
-   * they need no escaping; the client's id is re-encoded by jansson. */
-  char *id = message_id ? json_dumps(message_id, JSON_ENCODE_ANY | JSON_COMPACT)
-                        : NULL;
-  const char *ids = id ? id : "null";
-  size_t cap = strlen(topic) + 2 * strlen(ids) + 160;
+static char *put_i64(char *d, int64_t v) {
+  char num[24], *e = num + sizeof(num), *b = kwp_i64_text(e, v);
+  return put(d, b, (size_t)(e - b));
+}
+
+#define PUT_LIT(d, s) put((d), (s), sizeof(s) - 1)
+
+size_t kwp_produce_result_ok(char *buf, const char *topic, size_t topic_len,
+                             int32_t partition, int64_t offset,
+                             int64_t timestamp, const char *id, size_t id_len) {
+  /* The hot path: no formatting library. Kafka topic names are
+   * [a-zA-Z0-9._-], so they need no escaping; the id is the client's own
+   * (validated, compact) JSON text. */
+  if (!id) {
+    id = "null";
+    id_len = 4;
+  }
+  char *d = PUT_LIT(buf, "{\"topic\":\"");
+  d = put(d, topic, topic_len);
+  d = PUT_LIT(d, "\",\"partition\":");
+  d = put_i64(d, partition);
+  d = PUT_LIT(d, ",\"offset\":");
+  d = put_i64(d, offset);
+  d = PUT_LIT(d, ",\"timestamp\":");
+  d = put_i64(d, timestamp);
+  d = PUT_LIT(d, ",\"messageId\":");
+  d = put(d, id, id_len);
+  d = PUT_LIT(d, ",\"clientMessageId\":");
+  d = put(d, id, id_len);
+  *d++ = '}';
+  return (size_t)(d - buf);
+}
+
+char *kwp_produce_result_err(const char *id, size_t id_len, const char *code,
+                             const char *message) {
+  json_t *m = json_string(message);
+  char *text = m ? json_dumps(m, JSON_ENCODE_ANY) : NULL;
+  json_decref(m);
+  if (!id) {
+    id = "null";
+    id_len = 4;
+  }
+  const char *msg = text ? text : "\"\"";
+  size_t cap = 2 * id_len + strlen(code) + strlen(msg) + 80;
   char *s = malloc(cap);
   if (s)
     snprintf(s, cap,
-             "{\"topic\":\"%s\",\"partition\":%d,\"offset\":%lld,"
-             "\"timestamp\":%lld,\"messageId\":%s,\"clientMessageId\":%s}",
-             topic, (int)partition, (long long)offset, (long long)timestamp,
-             ids, ids);
-  free(id);
-  return s;
-}
-
-char *kwp_produce_result_err(json_t *message_id, const char *code,
-                             const char *message) {
-  json_t *o =
-      json_pack("{s:o, s:o, s:s, s:s}", "messageId", id_or_null(message_id),
-                "clientMessageId", id_or_null(message_id), "error", code,
-                "message", message);
-  char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-  json_decref(o);
+             "{\"messageId\":%.*s,\"clientMessageId\":%.*s,\"error\":\"%s\","
+             "\"message\":%s}",
+             (int)id_len, id, (int)id_len, id, code, msg);
+  free(text);
   return s;
 }

@@ -461,6 +461,15 @@ int kwp_conn_ws_send_many(kwp_conn_t *conn, int opcode, const uv_buf_t *msgs,
   return conn->pause & KWP_PAUSE_SENDQ ? KWP_EBACKPRESSURE : 0;
 }
 
+int kwp_conn_ws_send_framed(kwp_conn_t *conn, const void *frames, size_t len) {
+  if (conn->closing || conn->draining || conn->ws_close_sent)
+    return UV_ECANCELED;
+  uv_buf_t buf = uv_buf_init((char *)frames, (unsigned)len);
+  kwp_conn__write(conn, &buf, 1);
+  conn->t_tx = uv_now(kwp_worker_loop(conn->wk));
+  return conn->pause & KWP_PAUSE_SENDQ ? KWP_EBACKPRESSURE : 0;
+}
+
 void kwp_conn_ws_close(kwp_conn_t *conn, int err, const char *reason) {
   uint8_t payload[125];
   if (conn->closing || conn->draining || conn->ws_close_sent)

@@ -60,6 +60,14 @@ int kwp_conn_ws_send_many(kwp_conn_t *conn, int opcode, const uv_buf_t *msgs,
                           unsigned n);
 
 /**
+ * Send messages the caller framed itself (server frames: the
+ * kwp_ws_header_encode() header, then the payload, back to back) in one
+ * write: for many small messages, one buffer costs less than an iovec
+ * each. Same returns as kwp_conn_ws_send().
+ */
+int kwp_conn_ws_send_framed(kwp_conn_t *conn, const void *frames, size_t len);
+
+/**
  * Close the WebSocket with the close code of @p err (0: 1000) and @p reason,
  * then the TCP connection. Safe to call from any callback, more than once.
  */

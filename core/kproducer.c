@@ -119,6 +119,12 @@ static rd_kafka_t *kp_create(kwp_worker_t *wk, char *errbuf, size_t errlen) {
     rd_kafka_conf_destroy(conf);
     return NULL;
   }
+  /* The worker's sockets share this producer and each is bounded by
+   * producer.max-inflight-*; librdkafka's own default (100000 records)
+   * would turn a few busy sockets into "busy" results. */
+  if (!kwp_props_get(&cfg->producer.kafka_client_properties,
+                     "queue.buffering.max.messages"))
+    rd_kafka_conf_set(conf, "queue.buffering.max.messages", "2000000", NULL, 0);
   rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errlen);
   if (!rk)

@@ -4,6 +4,7 @@
  * order, after Kafka acknowledged it. In-flight records are bounded per
  * socket (reading pauses when full). Worker thread only. */
 #include "codec/produce.h"
+#include "codec/consume.h"
 #include "codec/ws.h"
 #include "core/endpoint.h"
 #include "core/error.h"
@@ -23,14 +24,19 @@
 
 typedef struct produce_sess produce_sess_t;
 
+#define SLOT_ID_INLINE 40
+
 typedef struct produce_slot {
   kwp_delivery_t dv; /* first: the delivery report finds the slot */
   produce_sess_t *sess;
-  json_t *id;   /* the client's messageId, until the result is built */
-  char *result; /* the result frame, once known */
-  size_t bytes;
-  int done;
-  int in_txn; /* held back until its transaction commits */
+  char *result;  /* an error frame; a success frame is built when sent */
+  char *id_heap; /* the client's messageId when longer than id_inline */
+  size_t bytes, id_len;
+  int64_t offset, timestamp;
+  int32_t partition;
+  uint8_t done, ok, has_id;
+  uint8_t in_txn; /* held back until its transaction commits */
+  char id_inline[SLOT_ID_INLINE];
 } produce_slot_t;
 
 struct produce_sess {
@@ -42,6 +48,8 @@ struct produce_sess {
   kwp_worker_t *wk;
   kwp_kproducer_t *kp;
   char client_id[PARAM_MAX], topic[PARAM_MAX], instance_id[PARAM_MAX];
+  size_t topic_len;
+  kwp_sbuf_t out; /* success frames of one flush */
   kwp_fmt_t key_fmt, val_fmt;
   produce_slot_t *ring;
   size_t cap, head, count, bytes, max_bytes;
@@ -59,39 +67,78 @@ static void sess_unref(produce_sess_t *s) {
     return;
   for (size_t i = 0; i < s->count; i++) {
     free(s->ring[(s->head + i) % s->cap].result);
-    json_decref(s->ring[(s->head + i) % s->cap].id);
+    free(s->ring[(s->head + i) % s->cap].id_heap);
   }
   if (s->rate)
     kwp_rate_release(s->rate);
   kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  kwp_sbuf_free(&s->out);
   free(s->ring);
   free(s);
 }
 
+static const char *slot_id(const produce_slot_t *slot) {
+  if (!slot->has_id)
+    return NULL;
+  return slot->id_heap ? slot->id_heap : slot->id_inline;
+}
+
+/* Keep the client's messageId (its JSON text) until the result is sent. */
+static void slot_set_id(produce_slot_t *slot, kwp_slice_t id) {
+  char *d = slot->id_inline;
+  if (!id.ptr)
+    return;
+  if (id.len > SLOT_ID_INLINE && !(d = slot->id_heap = malloc(id.len)))
+    return; /* out of memory: the result says null */
+  memcpy(d, id.ptr, id.len);
+  slot->id_len = id.len;
+  slot->has_id = 1;
+}
+
 /* --- results, in input order --- */
 
-/* Send every result that is ready, oldest first, in one vectored write. */
+/* Frame the result of @p slot at the end of s->out: the payload goes
+ * behind room for the longest header, then moves up to its real one. */
+static void frame_result(produce_sess_t *s, const produce_slot_t *slot) {
+  size_t max = slot->result
+                   ? strlen(slot->result)
+                   : KWP_PRODUCE_RESULT_OK_MAX(s->topic_len, slot->id_len);
+  char *d = kwp_sbuf_reserve(&s->out, max + 10);
+  if (!d)
+    return; /* out of memory: this client misses a result */
+  size_t n;
+  if (slot->result) {
+    n = max;
+    memcpy(d + 10, slot->result, n);
+  } else {
+    n = kwp_produce_result_ok(d + 10, s->topic, s->topic_len, slot->partition,
+                              slot->offset, slot->timestamp, slot_id(slot),
+                              slot->id_len);
+  }
+  uint8_t hdr[10];
+  size_t h = kwp_ws_header_encode(hdr, KWP_WS_TEXT, 1, n);
+  memmove(d + h, d + 10, n);
+  memcpy(d, hdr, h);
+  s->out.len += h + n;
+}
+
+/* Send every result that is ready, oldest first, in one write. */
 static void sess_flush(produce_sess_t *s) {
-  uv_buf_t out[64];
-  char *owned[64];
-  unsigned n = 0;
+  s->out.len = 0;
   while (s->count && s->ring[s->head].done) {
     produce_slot_t *slot = &s->ring[s->head];
-    if (slot->result) {
-      owned[n] = slot->result;
-      out[n++] = uv_buf_init(slot->result, (unsigned)strlen(slot->result));
-      slot->result = NULL;
-    }
+    if (s->conn && (slot->ok || slot->result))
+      frame_result(s, slot);
+    free(slot->result);
+    free(slot->id_heap);
     s->bytes -= slot->bytes;
     s->head = (s->head + 1) % s->cap;
     s->count--;
-    if (n == 64 || !s->count || !s->ring[s->head].done) {
-      if (s->conn && n)
-        kwp_conn_ws_send_many(s->conn, KWP_WS_TEXT, out, n);
-      while (n)
-        free(owned[--n]);
-    }
   }
+  if (s->conn && s->out.len)
+    kwp_conn_ws_send_framed(s->conn, s->out.data, s->out.len);
+  if (s->out.cap > 1 << 20) /* a burst's buffer is not kept */
+    kwp_sbuf_free(&s->out);
   if (s->conn && s->count <= s->cap / 2 && s->bytes <= s->max_bytes / 2)
     kwp_conn_resume(s->conn, KWP_PAUSE_HANDLER);
 }
@@ -119,19 +166,20 @@ static const char *kafka_err_code(rd_kafka_resp_err_t err) {
 static void slot_delivered(kwp_delivery_t *dv, const rd_kafka_message_t *rkm) {
   produce_slot_t *slot = (produce_slot_t *)dv;
   produce_sess_t *s = slot->sess;
-  if (rkm->err)
-    slot->result = kwp_produce_result_err(slot->id, kafka_err_code(rkm->err),
+  if (rkm->err) {
+    slot->result = kwp_produce_result_err(slot_id(slot), slot->id_len,
+                                          kafka_err_code(rkm->err),
                                           rd_kafka_err2str(rkm->err));
-  else
-    slot->result =
-        kwp_produce_result_ok(s->topic, rkm->partition, rkm->offset,
-                              rd_kafka_message_timestamp(rkm, NULL), slot->id);
+  } else {
+    slot->ok = 1;
+    slot->partition = rkm->partition;
+    slot->offset = rkm->offset;
+    slot->timestamp = rd_kafka_message_timestamp(rkm, NULL);
+  }
   if (!slot->in_txn) {
-    json_decref(slot->id);
-    slot->id = NULL;
     slot->done = 1;
     sess_flush(s);
-  } /* else the id is kept in case the transaction aborts */
+  }
   sess_unref(s);
 }
 
@@ -148,9 +196,9 @@ static produce_slot_t *sess_slot(produce_sess_t *s, size_t bytes) {
   return slot;
 }
 
-static void slot_fail(produce_sess_t *s, produce_slot_t *slot, json_t *id,
+static void slot_fail(produce_sess_t *s, produce_slot_t *slot, kwp_slice_t id,
                       const char *code, const char *message) {
-  slot->result = kwp_produce_result_err(id, code, message);
+  slot->result = kwp_produce_result_err(id.ptr, id.len, code, message);
   slot->done = 1;
   KWP_LOG_RL(KWP_LOG_DEBUG, "ws", "#%llu %s: %s: %s",
              (unsigned long long)kwp_conn_id(s->conn), kwp_conn_peer(s->conn),
@@ -162,8 +210,8 @@ static rd_kafka_headers_t *msg_headers(const kwp_produce_msg_t *m) {
     return NULL;
   rd_kafka_headers_t *h = rd_kafka_headers_new(m->nheaders);
   for (size_t i = 0; i < m->nheaders; i++)
-    rd_kafka_header_add(h, m->headers[i].key, -1, m->headers[i].value,
-                        (ssize_t)m->headers[i].value_len);
+    rd_kafka_header_add(h, m->headers[i].key, (ssize_t)m->headers[i].key_len,
+                        m->headers[i].value, (ssize_t)m->headers[i].value_len);
   return h;
 }
 
@@ -183,11 +231,10 @@ static void txn_committed(void *arg, int err, const char *reason) {
     slot->done = 1;
     if (err) { /* nothing of this transaction is visible to consumers */
       free(slot->result);
-      slot->result =
-          kwp_produce_result_err(slot->id, "transaction_aborted", msg);
+      slot->ok = 0;
+      slot->result = kwp_produce_result_err(slot_id(slot), slot->id_len,
+                                            "transaction_aborted", msg);
     }
-    json_decref(slot->id);
-    slot->id = NULL;
   }
   sess_flush(s);
   if (s->conn && err) {
@@ -231,7 +278,7 @@ static void msg_send(produce_sess_t *s, produce_slot_t *slot,
   rd_kafka_headers_t *h = msg_headers(m);
   const void *key = m->has_key ? m->key.ptr : NULL;
   size_t key_len = m->has_key ? m->key.len : 0;
-  slot->id = m->message_id ? json_incref(m->message_id) : NULL;
+  slot_set_id(slot, m->message_id);
   int err = s->tx
                 ? kwp_txproducer_send(s->tx, s->topic, key, key_len,
                                       m->value.ptr, m->value.len, h, &slot->dv)
@@ -240,8 +287,6 @@ static void msg_send(produce_sess_t *s, produce_slot_t *slot,
   if (err) {
     if (h)
       rd_kafka_headers_destroy(h);
-    json_decref(slot->id);
-    slot->id = NULL;
     slot_fail(s, slot, m->message_id, kafka_err_code(err),
               rd_kafka_err2str(err));
     return;
@@ -267,7 +312,7 @@ static int produce_message(kwp_conn_t *conn, void *state, int opcode,
   char why[256];
   produce_slot_t *slot = sess_slot(s, len);
   if (opcode != KWP_WS_TEXT) {
-    slot_fail(s, slot, NULL, KWP_PERR_UNSUPPORTED_FRAME,
+    slot_fail(s, slot, (kwp_slice_t){NULL, 0}, KWP_PERR_UNSUPPORTED_FRAME,
               "binary frames are not accepted with socketPayload=json");
   } else if (kwp_produce_msg_parse((const char *)data, len, s->key_fmt,
                                    s->val_fmt, &m, &code, why,
@@ -396,6 +441,7 @@ static int sess_init(produce_sess_t *s, char *msg, size_t msglen) {
   const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
   char errbuf[256];
   int64_t mps = producer_rate(cfg, s->client_id);
+  s->topic_len = strlen(s->topic);
   s->cap = cfg->producer.max_inflight_messages;
   s->max_bytes = cfg->producer.max_inflight_bytes;
   s->ring = calloc(s->cap, sizeof(*s->ring));

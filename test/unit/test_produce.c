@@ -8,15 +8,19 @@
 #include "test/unit/unit.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 static void encode_ok(kwp_fmt_t fmt, const char *json, const uint8_t *want,
                       size_t want_len) {
   const char *why = NULL;
   kwp_bytes_t b;
+  kwp_js_t js;
   json_t *v = json_loads(json, JSON_DECODE_ANY, NULL);
   ASSERT(v != NULL);
-  ASSERT_EQ(kwp_fmt_encode(fmt, v, &b, &why), 0);
+  kwp_js_init(&js, json, strlen(json));
+  ASSERT_EQ(kwp_fmt_encode(fmt, &js, &b, &why), 0);
+  ASSERT_EQ(kwp_js_end(&js), 0);
   ASSERT_EQ(b.len, want_len);
   ASSERT(memcmp(b.ptr, want, want_len) == 0);
   /* and back */
@@ -27,17 +31,21 @@ static void encode_ok(kwp_fmt_t fmt, const char *json, const uint8_t *want,
           fabs(json_number_value(back) - json_number_value(v)) < 1e-6));
   json_decref(back);
   kwp_bytes_clear(&b);
+  kwp_js_free(&js);
   json_decref(v);
 }
 
 static void encode_bad(kwp_fmt_t fmt, const char *json) {
   const char *why = NULL;
   kwp_bytes_t b;
-  json_t *v = json_loads(json, JSON_DECODE_ANY, NULL);
-  ASSERT(v != NULL);
-  ASSERT_EQ(kwp_fmt_encode(fmt, v, &b, &why), KWP_EBADREQ);
+  kwp_js_t js;
+  kwp_js_init(&js, json, strlen(json));
+  ASSERT_EQ(kwp_fmt_encode(fmt, &js, &b, &why), KWP_EBADREQ);
   ASSERT(why != NULL);
-  json_decref(v);
+  ASSERT(js.err == NULL); /* a misfit, read past: not invalid JSON */
+  ASSERT_EQ(kwp_js_end(&js), 0);
+  kwp_bytes_clear(&b);
+  kwp_js_free(&js);
 }
 
 KWP_TEST(format_names) {
@@ -82,6 +90,39 @@ KWP_TEST(format_encode_rejects_misfits) {
   encode_bad(KWP_FMT_BYTEARRAY, "\"abc\"");  /* not a multiple of 4 */
   encode_bad(KWP_FMT_BYTEARRAY, "\"ab=c\""); /* padding in the middle */
   encode_bad(KWP_FMT_BYTEARRAY, "\"a*==\""); /* not base64 */
+  encode_bad(KWP_FMT_LONG, "9223372036854775808");
+  encode_bad(KWP_FMT_LONG, "-9223372036854775809");
+  encode_bad(KWP_FMT_LONG, "123456789012345678901234567890");
+  encode_bad(KWP_FMT_DOUBLE, "1e400");
+  encode_bad(KWP_FMT_STRING, "{\"a\": [1, {\"b\": null}]}");
+}
+
+/* json values keep the client's exact number text (jansson stored 0.1 as
+ * 0.10000000000000001) and lose only insignificant whitespace. */
+KWP_TEST(format_encode_json_exact_text) {
+  static const struct {
+    const char *in, *out;
+  } cases[] = {
+      {"0.1", "0.1"},
+      {" {\"p\" : 0.1 , \"q\":1E+2,\"r\":-0 } ",
+       "{\"p\":0.1,\"q\":1E+2,\"r\":-0}"},
+      {"[ 12345678901234567890123 , 1e400 ]",
+       "[12345678901234567890123,1e400]"},
+      {"\"a \\u00e9 \\n\"", "\"a \\u00e9 \\n\""},
+      {"{\"k\":\" keep  spaces \"}", "{\"k\":\" keep  spaces \"}"},
+      {"\t[\r\n]", "[]"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    kwp_js_t js;
+    kwp_bytes_t b;
+    const char *why;
+    kwp_js_init(&js, cases[i].in, strlen(cases[i].in));
+    ASSERT_EQ(kwp_fmt_encode(KWP_FMT_JSON, &js, &b, &why), 0);
+    ASSERT_EQ(b.len, strlen(cases[i].out));
+    ASSERT(memcmp(b.ptr, cases[i].out, b.len) == 0);
+    kwp_bytes_clear(&b);
+    kwp_js_free(&js);
+  }
 }
 
 KWP_TEST(format_decode_rejects_bad_bytes) {
@@ -116,8 +157,10 @@ KWP_TEST(produce_msg_full) {
   ASSERT_EQ(m.value.len, 5);
   ASSERT(memcmp(m.value.ptr, "hello", 5) == 0);
   ASSERT_EQ(m.nheaders, 1);
-  ASSERT_STREQ(m.headers[0].key, "h1");
-  ASSERT_STREQ(json_string_value(m.message_id), "m-1");
+  ASSERT_EQ(m.headers[0].key_len, 2);
+  ASSERT(memcmp(m.headers[0].key, "h1", 2) == 0);
+  ASSERT_EQ(m.message_id.len, 5);
+  ASSERT(memcmp(m.message_id.ptr, "\"m-1\"", 5) == 0);
   kwp_produce_msg_clear(&m);
 }
 
@@ -160,22 +203,132 @@ KWP_TEST(produce_msg_errors) {
   ASSERT_EQ(parse("{\"messageId\":\"id9\",\"value\":{\"value\":true}}",
                   KWP_FMT_NONE, KWP_FMT_LONG, &m, &code),
             KWP_EBADREQ);
-  ASSERT_STREQ(json_string_value(m.message_id), "id9");
+  ASSERT_EQ(m.message_id.len, 5);
+  ASSERT(memcmp(m.message_id.ptr, "\"id9\"", 5) == 0);
   kwp_produce_msg_clear(&m);
 }
 
 KWP_TEST(produce_result_frames) {
-  json_t *id = json_string("abc");
-  char *ok = kwp_produce_result_ok("t", 2, 41, 1700000000000LL, id);
+  char ok[KWP_PRODUCE_RESULT_OK_MAX(1, 5) + 1];
+  size_t n =
+      kwp_produce_result_ok(ok, "t", 1, 2, 41, 1700000000000LL, "\"abc\"", 5);
+  ok[n] = 0;
   ASSERT_STREQ(ok, "{\"topic\":\"t\",\"partition\":2,\"offset\":41,"
                    "\"timestamp\":1700000000000,\"messageId\":\"abc\","
                    "\"clientMessageId\":\"abc\"}");
-  char *err = kwp_produce_result_err(NULL, "invalid_json", "bad");
+  /* the longest numbers fit the bound */
+  char big[KWP_PRODUCE_RESULT_OK_MAX(1, 4) + 1];
+  n = kwp_produce_result_ok(big, "t", 1, INT32_MIN, INT64_MIN, INT64_MIN, NULL,
+                            0);
+  ASSERT(n <= KWP_PRODUCE_RESULT_OK_MAX(1, 4));
+  big[n] = 0;
+  ASSERT(strstr(big, "\"messageId\":null,\"clientMessageId\":null}") != NULL);
+  char *err = kwp_produce_result_err(NULL, 0, "invalid_json", "bad \"x\"");
   ASSERT_STREQ(err, "{\"messageId\":null,\"clientMessageId\":null,"
-                    "\"error\":\"invalid_json\",\"message\":\"bad\"}");
-  free(ok);
+                    "\"error\":\"invalid_json\",\"message\":\"bad "
+                    "\\\"x\\\"\"}");
   free(err);
-  json_decref(id);
+  err = kwp_produce_result_err("[1,2]", 5, "busy", "m");
+  ASSERT_STREQ(err, "{\"messageId\":[1,2],\"clientMessageId\":[1,2],"
+                    "\"error\":\"busy\",\"message\":\"m\"}");
+  free(err);
+}
+
+/* The common message is read without a copy: the value is a view into the
+ * text; the id comes back as the client wrote it, compacted. */
+KWP_TEST(produce_msg_views_and_ids) {
+  kwp_produce_msg_t m;
+  const char *code = NULL;
+  char why[256];
+  static const char text[] =
+      "{ \"value\" : {\"value\":\"payload\"}, \"messageId\": { \"x\" : [1, "
+      "2.50] } }";
+  ASSERT_EQ(kwp_produce_msg_parse(text, sizeof(text) - 1, KWP_FMT_NONE,
+                                  KWP_FMT_STRING, &m, &code, why, sizeof(why)),
+            0);
+  ASSERT((const char *)m.value.ptr > text &&
+         (const char *)m.value.ptr < text + sizeof(text));
+  ASSERT(m.js.arena_len == strlen("{\"x\":[1,2.50]}"));
+  ASSERT_EQ(m.message_id.len, strlen("{\"x\":[1,2.50]}"));
+  ASSERT(memcmp(m.message_id.ptr, "{\"x\":[1,2.50]}", m.message_id.len) == 0);
+  kwp_produce_msg_clear(&m);
+  /* json values too, and an escaped member name is still "value" */
+  static const char js[] =
+      "{\"val\\u0075e\":{\"value\":{\"p\":0.1}},\"messageId\":7}";
+  ASSERT_EQ(kwp_produce_msg_parse(js, sizeof(js) - 1, KWP_FMT_NONE,
+                                  KWP_FMT_JSON, &m, &code, why, sizeof(why)),
+            0);
+  ASSERT_EQ(m.value.len, strlen("{\"p\":0.1}"));
+  ASSERT(memcmp(m.value.ptr, "{\"p\":0.1}", m.value.len) == 0);
+  ASSERT((const char *)m.value.ptr > js &&
+         (const char *)m.value.ptr < js + sizeof(js));
+  kwp_produce_msg_clear(&m);
+}
+
+/* Every way a message can be wrong gets its code; invalid JSON wins over a
+ * misfit, a missing value over the other fields, and the message of an
+ * invalid JSON text names the position. */
+KWP_TEST(produce_msg_error_precedence) {
+  kwp_produce_msg_t m;
+  const char *code = NULL;
+  char why[256];
+  static const struct {
+    const char *text;
+    const char *code, *why;
+  } cases[] = {
+      {"{\"value\":{\"value\":\"a\"},\"value\":{\"value\":\"b\"}}",
+       KWP_PERR_INVALID_JSON, "duplicate object key"},
+      {"{\"value\":{\"value\":\"a\"},\"v\\u0061lue\":1}", KWP_PERR_INVALID_JSON,
+       "duplicate object key"},
+      {"{\"value\":{\"value\":1}} x", KWP_PERR_INVALID_JSON,
+       "end of input expected at position 22"},
+      {"{\"value\":{\"value\":\"\xff\"}}", KWP_PERR_INVALID_JSON,
+       "invalid UTF-8"},
+      {"{\"value\":{\"value\":\"\\ud800\"}}", KWP_PERR_INVALID_JSON,
+       "lone high surrogate"},
+      {"{\"key\":{\"value\":1},\"messageId\":1}", KWP_PERR_INVALID_MESSAGE,
+       "no 'value'"},
+      {"{\"value\":null}", KWP_PERR_INVALID_MESSAGE, "no 'value'"},
+      {"\"just a string\"", KWP_PERR_INVALID_MESSAGE, "JSON object"},
+      {"{\"headers\":5,\"key\":{\"value\":1},\"value\":{\"value\":2}}",
+       KWP_PERR_INVALID_VALUE, "does not fit type string"},
+      {"{\"value\":{\"value\":\"v\"},\"headers\":[{\"key\":\"a\"}]}",
+       KWP_PERR_INVALID_HEADERS, "each header"},
+      {"{\"value\":{\"format\":\"string\"}}", KWP_PERR_INVALID_VALUE,
+       "must be an object with a 'value'"},
+      {"{\"value\":{\"value\":\"v\",\"format\":7}}", KWP_PERR_INVALID_VALUE,
+       "'value.format' is not a valid format type"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    code = NULL;
+    ASSERT_EQ(kwp_produce_msg_parse(cases[i].text, strlen(cases[i].text),
+                                    KWP_FMT_NONE, KWP_FMT_STRING, &m, &code,
+                                    why, sizeof(why)),
+              KWP_EBADREQ);
+    ASSERT_STREQ(code, cases[i].code);
+    if (!strstr(why, cases[i].why))
+      printf("case %zu: %s\n", i, why);
+    ASSERT(strstr(why, cases[i].why) != NULL);
+    kwp_produce_msg_clear(&m);
+  }
+  /* 64 headers are fine, 65 are not */
+  char text[4096] = "{\"value\":{\"value\":\"v\"},\"headers\":[";
+  for (int i = 0; i < 65; i++)
+    strcat(text, i ? ",{\"key\":\"k\",\"value\":\"v\"}"
+                   : "{\"key\":\"k\",\"value\":\"v\"}");
+  strcat(text, "]}");
+  ASSERT_EQ(kwp_produce_msg_parse(text, strlen(text), KWP_FMT_NONE,
+                                  KWP_FMT_STRING, &m, &code, why, sizeof(why)),
+            KWP_EBADREQ);
+  ASSERT_STREQ(code, KWP_PERR_INVALID_HEADERS);
+  kwp_produce_msg_clear(&m);
+  *strrchr(text, '{') = 0; /* drop the 65th */
+  strcpy(text + strlen(text) - 1, "]}");
+  ASSERT_EQ(kwp_produce_msg_parse(text, strlen(text), KWP_FMT_NONE,
+                                  KWP_FMT_STRING, &m, &code, why, sizeof(why)),
+            0);
+  ASSERT_EQ(m.nheaders, 64);
+  kwp_produce_msg_clear(&m);
 }
 
 KWP_TEST(query_params) {
