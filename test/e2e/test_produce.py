@@ -174,6 +174,10 @@ def test_message_id_any_json_and_null(srv, topic):
 
 @pytest.mark.parametrize("valtype,value,raw", [
     ("json", {"a": [1, 2, {"b": None}]}, b'{"a":[1,2,{"b":null}]}'),
+    # numbers keep their text (jansson once stored 0.1 as 0.10000000000000001)
+    ("json", {"p": 0.1, "q": 1e-07, "r": 12345678901234567890123},
+     b'{"p":0.1,"q":1e-07,"r":12345678901234567890123}'),
+    ("json", "caf\u00e9 \"q\"", b'"caf\\u00e9 \\"q\\""'),
     ("string", "héllo", "héllo".encode()),
     ("int", 42, struct.pack(">i", 42)),
     ("int", -2147483648, struct.pack(">i", -2147483648)),
