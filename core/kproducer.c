@@ -19,7 +19,16 @@ struct kwp_kproducer {
   uv_timer_t grace;
   size_t outstanding; /* records sent and not yet reported */
   int stopping;
+  kwp_after_batch_t *after; /* to call when the current batch is out */
 };
+
+void kwp_kproducer_after_batch(kwp_kproducer_t *kp, kwp_after_batch_t *ab) {
+  if (ab->queued)
+    return;
+  ab->queued = 1;
+  ab->next = kp->after;
+  kp->after = ab;
+}
 
 static void kp_bridge_close(kwp_kproducer_t *kp) {
   if (!kp->kb)
@@ -36,6 +45,12 @@ static void kp_deliver(kwp_kproducer_t *kp, rd_kafka_event_t *rkev) {
     kp->outstanding--;
     if (dv)
       dv->done(dv, rkm);
+  }
+  while (kp->after) {
+    kwp_after_batch_t *ab = kp->after;
+    kp->after = ab->next;
+    ab->queued = 0;
+    ab->fn(ab);
   }
 }
 

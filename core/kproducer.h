@@ -19,6 +19,22 @@ typedef struct kwp_delivery {
   void (*done)(struct kwp_delivery *dv, const rd_kafka_message_t *rkm);
 } kwp_delivery_t;
 
+/* A call made once after a whole batch of delivery reports (one Kafka
+ * response's worth) was handed out: for whatever is cheaper done per batch
+ * than per record, such as writing results. Embed; zero-initialise. */
+typedef struct kwp_after_batch {
+  void (*fn)(struct kwp_after_batch *ab);
+  struct kwp_after_batch *next;
+  int queued;
+} kwp_after_batch_t;
+
+/**
+ * Have @p ab->fn called once after the delivery reports now being handed
+ * out (call it from a done() callback); a second call before then is a
+ * no-op. The owner of @p ab must keep it alive until fn runs.
+ */
+void kwp_kproducer_after_batch(kwp_kproducer_t *kp, kwp_after_batch_t *ab);
+
 /**
  * The worker's producer, created on first use.
  * @returns the producer, or NULL with @p errbuf filled.

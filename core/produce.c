@@ -17,6 +17,7 @@
 #include "core/txproducer.h"
 #include "session/session.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +50,8 @@ struct produce_sess {
   kwp_kproducer_t *kp;
   char client_id[PARAM_MAX], topic[PARAM_MAX], instance_id[PARAM_MAX];
   size_t topic_len;
-  kwp_sbuf_t out; /* success frames of one flush */
+  kwp_sbuf_t out;             /* the result frames of one flush */
+  kwp_after_batch_t flush_ab; /* one flush per batch of delivery reports */
   kwp_fmt_t key_fmt, val_fmt;
   produce_slot_t *ring;
   size_t cap, head, count, bytes, max_bytes;
@@ -178,8 +180,20 @@ static void slot_delivered(kwp_delivery_t *dv, const rd_kafka_message_t *rkm) {
   }
   if (!slot->in_txn) {
     slot->done = 1;
-    sess_flush(s);
+    if (!s->kp) {
+      sess_flush(s);
+    } else if (!s->flush_ab.queued) { /* the flush holds a reference */
+      s->refs++;
+      kwp_kproducer_after_batch(s->kp, &s->flush_ab);
+    }
   }
+  sess_unref(s);
+}
+
+static void flush_after_batch(kwp_after_batch_t *ab) {
+  produce_sess_t *s =
+      (produce_sess_t *)((char *)ab - offsetof(produce_sess_t, flush_ab));
+  sess_flush(s);
   sess_unref(s);
 }
 
@@ -442,6 +456,7 @@ static int sess_init(produce_sess_t *s, char *msg, size_t msglen) {
   char errbuf[256];
   int64_t mps = producer_rate(cfg, s->client_id);
   s->topic_len = strlen(s->topic);
+  s->flush_ab.fn = flush_after_batch;
   s->cap = cfg->producer.max_inflight_messages;
   s->max_bytes = cfg->producer.max_inflight_bytes;
   s->ring = calloc(s->cap, sizeof(*s->ring));
