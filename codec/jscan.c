@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 /* Compaction of one value: the text from @p seg on is not yet in the arena;
  * @p cut says whether pieces already are (from @p start). */
 typedef struct js_out {
@@ -201,6 +205,39 @@ static size_t unescape(const char *raw, size_t len, char *d) {
   return n;
 }
 
+#ifdef __SSE2__
+/* Skip 16 bytes at a time while none is '"', '\\' or a control; ORs the
+ * bytes into @p high (bit 7 of any byte set: non-ASCII seen). SSE2 is part
+ * of x86-64, so no runtime check. */
+static const uint8_t *skip_plain(const uint8_t *q, const uint8_t *e,
+                                 uint64_t *high) {
+  const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+  const __m128i ctl = _mm_set1_epi8(0x1F);
+  __m128i acc = _mm_setzero_si128();
+  while (e - q >= 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)q);
+    /* x <= 0x1F unsigned: max(x, 0x1F) == 0x1F */
+    __m128i bad = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+        _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+    if (_mm_movemask_epi8(bad))
+      break;
+    acc = _mm_or_si128(acc, v);
+    q += 16;
+  }
+  if (_mm_movemask_epi8(acc))
+    *high |= 0x80;
+  return q;
+}
+#else
+static const uint8_t *skip_plain(const uint8_t *q, const uint8_t *e,
+                                 uint64_t *high) {
+  (void)e;
+  (void)high;
+  return q;
+}
+#endif
+
 /* The string at the cursor: its raw text (between the quotes) in @p raw,
  * @p escaped when it has escapes. Validates escapes and UTF-8. */
 static int js_str_raw(kwp_js_t *js, kwp_slice_t *raw, int *escaped) {
@@ -209,6 +246,7 @@ static int js_str_raw(kwp_js_t *js, kwp_slice_t *raw, int *escaped) {
   uint64_t high = 0, w;
   *escaped = 0;
   for (;;) {
+    q = skip_plain(q, e, &high);
     while (e - q >= 8 && !kwp_js_word_special(q)) {
       memcpy(&w, q, 8);
       high |= w;

@@ -167,12 +167,35 @@ void kwp_consume__commit_tick(uv_timer_t *t) {
 
 /* --- frames out --- */
 
+/* A frame's header goes in front of its payload, in room kept for the
+ * usual 4-byte one (payloads of 126 B to 64 KiB); frame_end() fixes it up
+ * once the length is known. The drain then leaves in one plain write. */
+static void frame_begin(consume_sess_t *s) {
+  s->frame_at = s->out.len;
+  if (kwp_sbuf_reserve(&s->out, 4))
+    s->out.len += 4;
+}
+
 static void frame_end(consume_sess_t *s) {
-  s->start[++s->nframes] = s->out.len;
+  uint8_t hdr[10];
+  if (s->out.oom)
+    return;
+  char *at = s->out.data + s->frame_at;
+  size_t n = s->out.len - s->frame_at - 4;
+  size_t h = kwp_ws_header_encode(hdr, KWP_WS_TEXT, 1, n);
+  if (h == 10) { /* 64 KiB or more: 6 more bytes of header */
+    if (!kwp_sbuf_reserve(&s->out, 6))
+      return;
+    at = s->out.data + s->frame_at;
+  }
+  if (h != 4)
+    memmove(at + h, at + 4, n);
+  memcpy(at, hdr, h);
+  s->out.len = s->frame_at + h + n;
+  s->nframes++;
 }
 
 static void flush(consume_sess_t *s) {
-  uv_buf_t bufs[FLUSH_FRAMES];
   if (s->in_batch) {
     kwp_sbuf_append(&s->out, "]", 1);
     frame_end(s);
@@ -181,10 +204,7 @@ static void flush(consume_sess_t *s) {
   if (s->out.oom) {
     sess_fail(s, KWP_ENOMEM, "out of memory");
   } else if (s->nframes && s->conn) {
-    for (unsigned i = 0; i < s->nframes; i++)
-      bufs[i] = uv_buf_init(s->out.data + s->start[i],
-                            (unsigned)(s->start[i + 1] - s->start[i]));
-    kwp_conn_ws_send_many(s->conn, KWP_WS_TEXT, bufs, s->nframes);
+    kwp_conn_ws_send_framed(s->conn, s->out.data, s->out.len);
     if (s->auto_commit)
       kwp_written_handed(s->written, kwp_conn_tx_total(s->conn),
                          kwp_conn_tx_written(s->conn));
@@ -194,7 +214,6 @@ static void flush(consume_sess_t *s) {
   s->out.len = 0;
   s->out.oom = 0;
   s->nframes = 0;
-  s->start[0] = 0;
 }
 
 static int header_at(const void *hdrs, size_t i, const char **name,
@@ -220,6 +239,8 @@ static void record_emit(consume_sess_t *s, rd_kafka_message_t *rkm) {
     r.header = header_at;
     r.hdrs = hdrs;
   }
+  if (s->batch <= 1 || !s->in_batch)
+    frame_begin(s);
   if (s->batch > 1)
     kwp_sbuf_append(&s->out, s->in_batch ? "," : "[", 1);
   kwp_consume_record(&s->out, s->topic, s->key_fmt, s->val_fmt, &r);
@@ -542,6 +563,9 @@ static int consume_message(kwp_conn_t *conn, void *state, int opcode,
   kwp_commit_pos_t pos;
   if (s->auto_commit)
     return 0; /* as the reference: inbound frames are ignored */
+  if (s->in_batch)
+    flush(s); /* an open batch frame goes out before the error frame */
+  frame_begin(s);
   if (opcode != KWP_WS_TEXT) {
     kwp_consume_error(&s->out, KWP_CERR_UNSUPPORTED_FRAME, NULL,
                       "binary frames are not accepted with socketPayload=json");
@@ -553,6 +577,7 @@ static int consume_message(kwp_conn_t *conn, void *state, int opcode,
                       "no uncommitted record with this id (already committed, "
                       "dropped from a full stack, or of a revoked partition)");
   } else {
+    s->out.len = s->frame_at; /* no error frame after all */
     commit_send(s, &pos, 1);
     return 0;
   }

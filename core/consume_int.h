@@ -17,7 +17,7 @@
 
 #include <librdkafka/rdkafka.h>
 
-#define FLUSH_FRAMES 64
+#define FLUSH_FRAMES 1024
 #define FLUSH_BYTES (256 * 1024)
 #define CLOSE_POLL_MS 10
 #define COMMIT_RETRY_MS 500
@@ -46,9 +46,10 @@ typedef struct kwp_consume_sess {
   rd_kafka_queue_t *rkq;
   kwp_kbridge_t *kb;
   kwp_commit_t *stack; /* autoCommit=false */
-  /* Frames of this drain: [start[i], start[i+1]) and the last up to len. */
+  /* Frames of this drain, headers included, back to back; the open one
+   * starts at frame_at. */
   kwp_sbuf_t out;
-  size_t start[FLUSH_FRAMES + 1];
+  size_t frame_at;
   unsigned nframes;
   int64_t in_batch;        /* records in the open batch frame */
   int paused;              /* CPAUSE_* bits */

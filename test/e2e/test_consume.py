@@ -521,6 +521,23 @@ def test_records_every_field_one_partition(srv, kafka):
         "without batchSize every frame is one record object"
 
 
+def test_frame_lengths_across_header_sizes(srv, kafka):
+    """A drain's frames are laid out back to back in one buffer, each header
+    fixed up once its payload is written (4 bytes kept, 10 needed from 64 KiB
+    on): records on both sides of that boundary, mixed in one drain, arrive
+    whole and in order."""
+    t = new_topic(kafka, 1)
+    sizes = [0, 1, 500] + list(range(65000, 65700, 23)) + [300000, 7]
+    vals = [(b"%d:" % i) + b"y" * n for i, n in enumerate(sizes)]
+    produce_values(kafka, t, vals)
+    out = Out(srv, t)
+    got = out.records(len(vals))
+    assert [g["offset"] for g in got] == list(range(len(vals)))
+    for g, v in zip(got, vals):
+        assert g["value"] == {"value": v.decode(), "format": "string"}
+    out.quiet(0.5)
+
+
 def test_records_three_partitions_order(srv, kafka):
     t = new_topic(kafka, 3)
     recs = []

@@ -276,3 +276,36 @@ KWP_TEST(jscan_differential_vs_jansson) {
   /* both halves were exercised */
   ASSERT(accepted > total / 3 && accepted < total);
 }
+
+/* Each special byte at each position of a long string, across the 16- and
+ * 8-byte scanning steps: the verdict and the decoded bytes match jansson's. */
+KWP_TEST(jscan_string_special_every_position) {
+  static const char *const specials[] = {"\\n",  "\\\"", "\x01",   "\xc3\xa9",
+                                         "\xff", "\x7f", "\\u0000"};
+  for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+    for (size_t pos = 0; pos < 40; pos++) {
+      char t[64];
+      size_t n = 0;
+      t[n++] = '"';
+      memset(t + n, 'a', pos);
+      n += pos;
+      memcpy(t + n, specials[k], strlen(specials[k]));
+      n += strlen(specials[k]);
+      memset(t + n, 'b', 40 - pos);
+      n += 40 - pos;
+      t[n++] = '"';
+      json_t *want = json_loadb(t, n, JFLAGS, NULL);
+      kwp_js_t js;
+      kwp_slice_t s;
+      kwp_js_init(&js, t, n);
+      int got = kwp_js_string(&js, &s) == 0 && kwp_js_end(&js) == 0;
+      ASSERT_EQ(got, want != NULL);
+      if (want) {
+        ASSERT_EQ(s.len, json_string_length(want));
+        ASSERT(memcmp(s.ptr, json_string_value(want), s.len) == 0);
+      }
+      json_decref(want);
+      kwp_js_free(&js);
+    }
+  }
+}
