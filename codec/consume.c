@@ -52,35 +52,25 @@ static void append_str(kwp_sbuf_t *b, const char *s) {
 
 /* --- JSON strings --- */
 
-/* 1 for the bytes a JSON string must escape. */
-static const uint8_t needs_escape[256] = {
-    [0 ... 0x1f] = 1,
-    ['"'] = 1,
-    ['\\'] = 1,
-};
-
-/* Append @p p as a quoted JSON string. The bytes must be valid UTF-8
- * (checked by the caller). */
-static void append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
+/* Append @p p as a quoted JSON string. @returns whether it has non-ASCII
+ * bytes (which the caller must check are UTF-8). */
+static int append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
   static const char hex[] = "0123456789abcdef";
+  uint64_t high = 0;
   char *d = kwp_sbuf_reserve(b, n + 2);
   if (!d)
-    return;
+    return 0;
   b->data[b->len++] = '"';
   size_t i = 0;
   while (i < n) {
-    size_t run = i;
-    while (run + 8 <= n && !kwp_js_word_special(p + run))
-      run += 8;
-    while (run < n && !needs_escape[p[run]])
-      run++;
+    size_t run = i + kwp_js_plain_run(p + i, p + n, &high);
     memcpy(b->data + b->len, p + i, run - i); /* reserved: n - i + 1 */
     b->len += run - i;
     if (run == n)
       break;
     uint8_t c = p[run];
     if (!(d = kwp_sbuf_reserve(b, 6 + (n - run) + 1)))
-      return;
+      return 0;
     d[0] = '\\';
     switch (c) {
     case '"':
@@ -109,6 +99,7 @@ static void append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
     i = run + 1;
   }
   b->data[b->len++] = '"';
+  return (high & KWP_JS_HIGH_BITS) != 0;
 }
 
 static int utf8_valid(const uint8_t *p, size_t n) {
@@ -116,11 +107,14 @@ static int utf8_valid(const uint8_t *p, size_t n) {
   return kwp_utf8_feed(&u, p, n) == 0 && kwp_utf8_complete(&u);
 }
 
-/* A JSON string of @p p, or -1 (nothing written) when not valid UTF-8. */
+/* A JSON string of @p p, or -1 (nothing written) when not valid UTF-8.
+ * One pass for ASCII: the escaping scan says whether UTF-8 needs checking. */
 static int append_string(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
-  if (!utf8_valid(p, n))
+  size_t len0 = b->len;
+  if (append_escaped(b, p, n) && !utf8_valid(p, n)) {
+    b->len = len0;
     return -1;
-  append_escaped(b, p, n);
+  }
   return 0;
 }
 

@@ -123,11 +123,23 @@ static uint64_t get_be(const uint8_t *p, int n) {
 }
 
 char *kwp_i64_text(char *end, int64_t v) {
+  static const char pairs[] = "00010203040506070809101112131415161718192021222"
+                              "32425262728293031323334353637383940414243444546"
+                              "47484950515253545556575859606162636465666768697"
+                              "07172737475767778798081828384858687888990919293"
+                              "949596979899";
   uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-  do {
-    *--end = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
+  while (u >= 100) { /* two digits per division: half of them */
+    end -= 2;
+    memcpy(end, pairs + 2 * (u % 100), 2);
+    u /= 100;
+  }
+  if (u >= 10) {
+    end -= 2;
+    memcpy(end, pairs + 2 * u, 2);
+  } else {
+    *--end = (char)('0' + u);
+  }
   if (v < 0)
     *--end = '-';
   return end;

@@ -205,15 +205,14 @@ static size_t unescape(const char *raw, size_t len, char *d) {
   return n;
 }
 
+size_t kwp_js_plain_run(const uint8_t *p, const uint8_t *e, uint64_t *high) {
+  const uint8_t *q = p;
+  uint64_t acc = 0, w;
 #ifdef __SSE2__
-/* Skip 16 bytes at a time while none is '"', '\\' or a control; ORs the
- * bytes into @p high (bit 7 of any byte set: non-ASCII seen). SSE2 is part
- * of x86-64, so no runtime check. */
-static const uint8_t *skip_plain(const uint8_t *q, const uint8_t *e,
-                                 uint64_t *high) {
+  /* 16 bytes at a time; SSE2 is part of x86-64, so no runtime check. */
   const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
   const __m128i ctl = _mm_set1_epi8(0x1F);
-  __m128i acc = _mm_setzero_si128();
+  __m128i hi = _mm_setzero_si128();
   while (e - q >= 16) {
     __m128i v = _mm_loadu_si128((const __m128i *)q);
     /* x <= 0x1F unsigned: max(x, 0x1F) == 0x1F */
@@ -222,38 +221,32 @@ static const uint8_t *skip_plain(const uint8_t *q, const uint8_t *e,
         _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
     if (_mm_movemask_epi8(bad))
       break;
-    acc = _mm_or_si128(acc, v);
+    hi = _mm_or_si128(hi, v);
     q += 16;
   }
-  if (_mm_movemask_epi8(acc))
-    *high |= 0x80;
-  return q;
-}
-#else
-static const uint8_t *skip_plain(const uint8_t *q, const uint8_t *e,
-                                 uint64_t *high) {
-  (void)e;
-  (void)high;
-  return q;
-}
+  if (_mm_movemask_epi8(hi))
+    acc = 0x80;
 #endif
+  while (e - q >= 8 && !kwp_js_word_special(q)) {
+    memcpy(&w, q, 8);
+    acc |= w;
+    q += 8;
+  }
+  while (q < e && *q != '"' && *q != '\\' && *q >= 0x20)
+    acc |= *q++;
+  *high |= acc;
+  return (size_t)(q - p);
+}
 
 /* The string at the cursor: its raw text (between the quotes) in @p raw,
  * @p escaped when it has escapes. Validates escapes and UTF-8. */
 static int js_str_raw(kwp_js_t *js, kwp_slice_t *raw, int *escaped) {
   const uint8_t *q = (const uint8_t *)js->p + 1, *e = (const uint8_t *)js->end;
   const uint64_t highs = 0x8080808080808080ULL;
-  uint64_t high = 0, w;
+  uint64_t high = 0;
   *escaped = 0;
   for (;;) {
-    q = skip_plain(q, e, &high);
-    while (e - q >= 8 && !kwp_js_word_special(q)) {
-      memcpy(&w, q, 8);
-      high |= w;
-      q += 8;
-    }
-    while (q < e && *q != '"' && *q != '\\' && *q >= 0x20)
-      high |= *q++;
+    q += kwp_js_plain_run(q, e, &high);
     if (q == e) {
       js->p = (const char *)q;
       return js_fail(js, "unterminated string");

@@ -94,6 +94,16 @@ int kwp_js_end(kwp_js_t *js);
 /** "<reason> at position <n>" of the first error. */
 void kwp_js_error(const kwp_js_t *js, char *buf, size_t len);
 
+/**
+ * The length of the longest prefix of [@p p, @p e) that a JSON string can
+ * carry as it is (no '"', '\\' or control byte), 16 bytes at a time where
+ * the CPU allows. Every byte of it is ORed into @p high, so bit 7 set
+ * means non-ASCII was seen (and UTF-8 needs checking).
+ */
+size_t kwp_js_plain_run(const uint8_t *p, const uint8_t *e, uint64_t *high);
+
+#define KWP_JS_HIGH_BITS 0x8080808080808080ULL
+
 /** Whether @p s equals the NUL-terminated @p lit. */
 static inline int kwp_slice_is(kwp_slice_t s, const char *lit) {
   return strlen(lit) == s.len && !memcmp(s.ptr, lit, s.len);

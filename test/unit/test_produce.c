@@ -392,3 +392,25 @@ KWP_TEST(produce_msg_nul_in_values) {
   ASSERT_EQ(m.value.len, strlen("{\"k\":\"\\u0000\"}"));
   kwp_produce_msg_clear(&m);
 }
+
+/* The decimal writer of the hot paths against snprintf, at every digit
+ * count and at the extremes. */
+KWP_TEST(format_i64_text) {
+  int64_t vals[64];
+  size_t n = 0;
+  vals[n++] = INT64_MIN;
+  vals[n++] = INT64_MAX;
+  vals[n++] = 0;
+  for (int64_t p = 1; p <= 1000000000000000000LL; p *= 10) {
+    vals[n++] = p - 1;
+    vals[n++] = p;
+    vals[n++] = -p;
+  }
+  for (size_t i = 0; i < n; i++) {
+    char want[32], buf[24], *end = buf + sizeof(buf);
+    snprintf(want, sizeof(want), "%lld", (long long)vals[i]);
+    char *s = kwp_i64_text(end, vals[i]);
+    ASSERT_EQ((size_t)(end - s), strlen(want));
+    ASSERT(memcmp(s, want, strlen(want)) == 0);
+  }
+}
