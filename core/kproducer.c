@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct kwp_kproducer {
   kwp_worker_t *wk;
@@ -20,7 +21,27 @@ struct kwp_kproducer {
   size_t outstanding; /* records sent and not yet reported */
   int stopping;
   kwp_after_batch_t *after; /* to call when the current batch is out */
+  struct kp_topic *topics;  /* handles, so records skip the lookup by name */
 };
+
+typedef struct kp_topic {
+  struct kp_topic *next;
+  rd_kafka_topic_t *rkt;
+} kp_topic_t;
+
+rd_kafka_topic_t *kwp_kproducer_topic(kwp_kproducer_t *kp, const char *name) {
+  for (kp_topic_t *t = kp->topics; t; t = t->next)
+    if (!strcmp(rd_kafka_topic_name(t->rkt), name))
+      return t->rkt;
+  kp_topic_t *t = malloc(sizeof(*t));
+  if (!t || !(t->rkt = rd_kafka_topic_new(kp->rk, name, NULL))) {
+    free(t);
+    return NULL;
+  }
+  t->next = kp->topics;
+  kp->topics = t;
+  return t->rkt;
+}
 
 void kwp_kproducer_after_batch(kwp_kproducer_t *kp, kwp_after_batch_t *ab) {
   if (ab->queued)
@@ -107,6 +128,12 @@ static void kp_free(void *arg) {
       rd_kafka_event_destroy(rkev);
     }
   }
+  while (kp->topics) {
+    kp_topic_t *t = kp->topics;
+    kp->topics = t->next;
+    rd_kafka_topic_destroy(t->rkt);
+    free(t);
+  }
   rd_kafka_queue_destroy(kp->rkq);
   rd_kafka_destroy(kp->rk);
   free(kp);
@@ -176,11 +203,12 @@ kwp_kproducer_t *kwp_kproducer_get(kwp_worker_t *wk, char *errbuf,
   return kp;
 }
 
-int kwp_kproducer_send(kwp_kproducer_t *kp, const char *topic, const void *key,
-                       size_t key_len, const void *value, size_t value_len,
-                       rd_kafka_headers_t *hdrs, kwp_delivery_t *dv) {
+int kwp_kproducer_send(kwp_kproducer_t *kp, rd_kafka_topic_t *rkt,
+                       const void *key, size_t key_len, const void *value,
+                       size_t value_len, rd_kafka_headers_t *hdrs,
+                       kwp_delivery_t *dv) {
   rd_kafka_resp_err_t err = rd_kafka_producev(
-      kp->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+      kp->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
       RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(hdrs),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(dv),
       RD_KAFKA_V_END);

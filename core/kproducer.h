@@ -43,13 +43,22 @@ kwp_kproducer_t *kwp_kproducer_get(kwp_worker_t *wk, char *errbuf,
                                    size_t errlen);
 
 /**
- * Produce one record (payloads are copied by librdkafka). On success @p dv's
+ * The producer's handle of topic @p name, made on first use and kept until
+ * the producer goes (records sent with it skip librdkafka's lookup by name).
+ * @returns the handle (borrowed), or NULL when out of memory.
+ */
+rd_kafka_topic_t *kwp_kproducer_topic(kwp_kproducer_t *kp, const char *name);
+
+/**
+ * Produce one record to @p rkt, a handle of this producer (payloads are
+ * copied by librdkafka). On success @p dv's
  * done() runs exactly once, later, on the loop.
  * @returns 0, or an rd_kafka_resp_err_t (e.g. RD_KAFKA_RESP_ERR__QUEUE_FULL)
  * when the record was not accepted (then done() is not called).
  */
-int kwp_kproducer_send(kwp_kproducer_t *kp, const char *topic, const void *key,
-                       size_t key_len, const void *value, size_t value_len,
-                       rd_kafka_headers_t *hdrs, kwp_delivery_t *dv);
+int kwp_kproducer_send(kwp_kproducer_t *kp, rd_kafka_topic_t *rkt,
+                       const void *key, size_t key_len, const void *value,
+                       size_t value_len, rd_kafka_headers_t *hdrs,
+                       kwp_delivery_t *dv);
 
 #endif

@@ -48,6 +48,7 @@ struct produce_sess {
                                  int: only the owning worker touches it */
   kwp_worker_t *wk;
   kwp_kproducer_t *kp;
+  rd_kafka_topic_t *rkt; /* kp's handle of topic */
   char client_id[PARAM_MAX], topic[PARAM_MAX], instance_id[PARAM_MAX];
   size_t topic_len;
   kwp_sbuf_t out;             /* the result frames of one flush */
@@ -296,8 +297,8 @@ static void msg_send(produce_sess_t *s, produce_slot_t *slot,
   int err = s->tx
                 ? kwp_txproducer_send(s->tx, s->topic, key, key_len,
                                       m->value.ptr, m->value.len, h, &slot->dv)
-                : kwp_kproducer_send(s->kp, s->topic, key, key_len,
-                                     m->value.ptr, m->value.len, h, &slot->dv);
+                : kwp_kproducer_send(s->kp, s->rkt, key, key_len, m->value.ptr,
+                                     m->value.len, h, &slot->dv);
   if (err) {
     if (h)
       rd_kafka_headers_destroy(h);
@@ -462,9 +463,10 @@ static int sess_init(produce_sess_t *s, char *msg, size_t msglen) {
   s->ring = calloc(s->cap, sizeof(*s->ring));
   if (mps > 0)
     s->rate = kwp_rate_acquire(s->client_id, mps);
-  if (!s->transactional)
-    s->kp = kwp_kproducer_get(s->wk, errbuf, sizeof(errbuf));
-  if (!s->ring || (mps > 0 && !s->rate) || (!s->kp && !s->transactional)) {
+  if (!s->transactional &&
+      (s->kp = kwp_kproducer_get(s->wk, errbuf, sizeof(errbuf))))
+    s->rkt = kwp_kproducer_topic(s->kp, s->topic);
+  if (!s->ring || (mps > 0 && !s->rate) || (!s->rkt && !s->transactional)) {
     snprintf(msg, msglen, "Cannot start the Kafka producer: %s",
              s->kp || s->transactional ? "out of memory" : errbuf);
     return KWP_EUNAVAILABLE;

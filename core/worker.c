@@ -215,7 +215,11 @@ kwp_worker_t *kwp_worker_start(kwp_ctx_t *ctx, int index) {
   wk->async.data = wk->grace.data = wk;
   /* The grace timer must not keep the loop alive on its own. */
   uv_unref((uv_handle_t *)&wk->grace);
-  if (uv_thread_create(&wk->thread, worker_main, wk) != 0)
+  /* Inbound JSON is read recursively, up to KWP_JS_MAX_DEPTH levels: give
+   * the loop a main thread's stack, whatever RLIMIT_STACK says (only the
+   * pages used become resident). */
+  uv_thread_options_t opts = {UV_THREAD_HAS_STACK_SIZE, 8u << 20};
+  if (uv_thread_create_ex(&wk->thread, &opts, worker_main, wk) != 0)
     goto fail_thread;
   return wk;
 fail_thread:

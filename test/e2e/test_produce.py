@@ -229,6 +229,30 @@ def test_error_results_keep_socket_open(srv, topic, frame, error):
         ws.close()
 
 
+def test_deeply_nested_json(srv, kafka):
+    """The reader is recursive: 2048 levels (the message object and its
+    "value" object included) are stored as sent, deeper is an
+    invalid_json result; the worker (its stack) and the socket survive both."""
+    t = new_topic(kafka)
+    ok = "[" * 2045 + "{\"a\":0.1}" + "]" * 2045
+    deep = "[" * 100000 + "]" * 100000
+    ws = open_ws(srv, t, valType="json")
+    try:
+        ws.send('{"value": {"value": %s}, "messageId": 1}' % ok)
+        r = result(ws)
+        assert "error" not in r, r
+        ws.send('{"value": {"value": %s}, "messageId": 2}' % deep)
+        r = result(ws)
+        assert r["error"] == "invalid_json" and "depth" in r["message"], r
+        ws.send(json.dumps({"value": {"value": "after"}, "messageId": 3}))
+        r = result(ws)
+        assert r["messageId"] == 3 and "error" not in r, r
+    finally:
+        ws.close()
+    recs = read_records(kafka, t, 2)
+    assert recs[0].value() == ok.encode()
+
+
 def test_value_type_mismatch(srv, topic):
     ws = open_ws(srv, topic, valType="int", keyType="long")
     try:

@@ -401,7 +401,8 @@ KWP_TEST(format_i64_text) {
   vals[n++] = INT64_MIN;
   vals[n++] = INT64_MAX;
   vals[n++] = 0;
-  for (int64_t p = 1; p <= 1000000000000000000LL; p *= 10) {
+  int64_t p = 1;
+  for (int k = 0; k < 19; k++, p = k < 19 ? p * 10 : p) { /* 1 .. 10^18 */
     vals[n++] = p - 1;
     vals[n++] = p;
     vals[n++] = -p;
