@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,14 +60,18 @@ static double pb_pct(uint64_t *v, long n, double p) {
 
 static void pb_report(const pb_opts_t *o, long acked, long errors, double secs,
                       uint64_t *lat, long nlat) {
+  struct rusage ru; /* the client's own CPU: librdkafka's, when direct */
+  getrusage(RUSAGE_SELF, &ru);
+  double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   qsort(lat, (size_t)nlat, sizeof(*lat), pb_cmp_u64);
   printf("{\"mode\":\"%s\",\"connections\":%d,\"size\":%ld,\"acked\":%ld,"
          "\"errors\":%ld,\"seconds\":%.3f,\"msgs_per_sec\":%.1f,"
          "\"mb_per_sec\":%.2f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-         "\"p999_us\":%.1f}\n",
+         "\"p999_us\":%.1f,\"client_cpu_s\":%.3f}\n",
          o->mode, o->conns, o->size, acked, errors, secs, acked / secs,
          (double)acked * (double)o->size / secs / 1e6, pb_pct(lat, nlat, 0.5),
-         pb_pct(lat, nlat, 0.99), pb_pct(lat, nlat, 0.999));
+         pb_pct(lat, nlat, 0.99), pb_pct(lat, nlat, 0.999), cpu);
 }
 
 /* --- direct librdkafka producer --- */

@@ -88,7 +88,7 @@ def main():
         # warm the proxy's shared producers (one per worker)
         run_tool(["--mode", "ws", "--port", str(port), "--topic",
                   topic(admin), "--count", "2000", "--connections", "4"])
-        for size, count in ((100, 200000), (1000, 100000)):
+        for size, count in ((100, 500000), (1000, 300000)):
             n = str(int(count * SCALE))
             for conns in (1, 16):
                 d = run_tool(["--mode", "direct", "--bootstrap", b.bootstrap,
@@ -102,7 +102,8 @@ def main():
                 results["throughput"].append({
                     "size": size, "connections": conns, "direct": d,
                     "proxy": p, "ratio": p["msgs_per_sec"] / d["msgs_per_sec"],
-                    "proxy_cpu_s_per_M": cpu / p["acked"] * 1e6})
+                    "proxy_cpu_s_per_M": cpu / p["acked"] * 1e6,
+                    "direct_cpu_s_per_M": d["client_cpu_s"] / d["acked"] * 1e6})
         secs = str(10 * SCALE)
         d = run_tool(["--mode", "direct", "--bootstrap", b.bootstrap, "--topic",
                       topic(admin), "--rate", "5000", "--seconds", secs,
@@ -120,13 +121,13 @@ def main():
         results["proxy_exit"] = proxy.wait(timeout=30)
         b.cleanup()
     print("\n| size | sockets | direct msg/s | proxy msg/s | proxy MB/s | "
-          "ratio | proxy CPU s / 1M msgs |")
-    print("|---|---|---|---|---|---|---|")
+          "ratio | proxy CPU s / 1M msgs | direct client CPU s / 1M msgs |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results["throughput"]:
-        print("| %d B | %d | %.0f | %.0f | %.1f | %.2f | %.1f |" % (
+        print("| %d B | %d | %.0f | %.0f | %.1f | %.2f | %.2f | %.2f |" % (
             r["size"], r["connections"], r["direct"]["msgs_per_sec"],
             r["proxy"]["msgs_per_sec"], r["proxy"]["mb_per_sec"], r["ratio"],
-            r["proxy_cpu_s_per_M"]))
+            r["proxy_cpu_s_per_M"], r["direct_cpu_s_per_M"]))
     lat = results["latency"]
     print("\nopen loop at 5000 msg/s, 100 B (us): | | p50 | p99 | p99.9 |")
     for k in ("direct", "proxy"):
