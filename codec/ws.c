@@ -91,8 +91,12 @@ static int asm_append(kwp_ws_reader_t *r, const uint8_t *p, size_t n) {
   return 0;
 }
 
-/* XOR p[0..n) with the mask, p[0] being payload byte number @p off. */
-static void unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off) {
+/* XOR p[0..n) with the mask, p[0] being payload byte number @p off.
+ * @returns the unmasked bytes ORed together: bit 7 clear in every byte of
+ * it means all ASCII, which needs no UTF-8 check. */
+static uint64_t unmask(uint8_t *p, size_t n, const uint8_t mask[4],
+                       uint64_t off) {
+  uint64_t acc = 0;
   uint8_t m[4];
   uint32_t m32;
   for (int i = 0; i < 4; i++)
@@ -104,10 +108,12 @@ static void unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off) {
     uint64_t w;
     memcpy(&w, p + i, 8);
     w ^= m64;
+    acc |= w;
     memcpy(p + i, &w, 8);
   }
   for (; i < n; i++)
-    p[i] ^= m[i & 3];
+    acc |= p[i] ^= m[i & 3];
+  return acc;
 }
 
 /* First header byte: reserved bits, opcodes and fragmentation order. */
@@ -196,9 +202,12 @@ static int payload_advance(kwp_ws_reader_t *r, uint8_t *buf, size_t len) {
     return 0;
   uint8_t *p = buf + r->hdr_len + r->done;
   size_t n = (size_t)(avail - r->done);
-  unmask(p, n, r->mask, r->done);
+  uint64_t seen = unmask(p, n, r->mask, r->done);
   r->done = avail;
-  if (frame_is_text(r) && kwp_utf8_feed(&r->utf8, p, n) < 0)
+  /* ASCII between whole code points needs no second pass */
+  if (frame_is_text(r) &&
+      ((seen & 0x8080808080808080ULL) || !kwp_utf8_complete(&r->utf8)) &&
+      kwp_utf8_feed(&r->utf8, p, n) < 0)
     return KWP_EUTF8;
   return 0;
 }
