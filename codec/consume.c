@@ -63,8 +63,9 @@ static int append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
   b->data[b->len++] = '"';
   size_t i = 0;
   while (i < n) {
-    size_t run = i + kwp_js_plain_run(p + i, p + n, &high);
-    memcpy(b->data + b->len, p + i, run - i); /* reserved: n - i + 1 */
+    /* reserved: n - i + 1 */
+    size_t run =
+        i + kwp_js_plain_copy((uint8_t *)b->data + b->len, p + i, p + n, &high);
     b->len += run - i;
     if (run == n)
       break;

@@ -205,7 +205,10 @@ static size_t unescape(const char *raw, size_t len, char *d) {
   return n;
 }
 
-size_t kwp_js_plain_run(const uint8_t *p, const uint8_t *e, uint64_t *high) {
+/* The plain prefix of [p, e), copied to @p dst unless it is NULL (the
+ * copy rides on the scan's loads: one pass over the bytes). */
+static inline size_t plain_span(uint8_t *dst, const uint8_t *p,
+                                const uint8_t *e, uint64_t *high) {
   const uint8_t *q = p;
   uint64_t acc = 0, w;
 #ifdef __SSE2__
@@ -221,6 +224,8 @@ size_t kwp_js_plain_run(const uint8_t *p, const uint8_t *e, uint64_t *high) {
         _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
     if (_mm_movemask_epi8(bad))
       break;
+    if (dst)
+      _mm_storeu_si128((__m128i *)(dst + (q - p)), v);
     hi = _mm_or_si128(hi, v);
     q += 16;
   }
@@ -229,13 +234,27 @@ size_t kwp_js_plain_run(const uint8_t *p, const uint8_t *e, uint64_t *high) {
 #endif
   while (e - q >= 8 && !kwp_js_word_special(q)) {
     memcpy(&w, q, 8);
+    if (dst)
+      memcpy(dst + (q - p), &w, 8);
     acc |= w;
     q += 8;
   }
-  while (q < e && *q != '"' && *q != '\\' && *q >= 0x20)
+  while (q < e && *q != '"' && *q != '\\' && *q >= 0x20) {
+    if (dst)
+      dst[q - p] = *q;
     acc |= *q++;
+  }
   *high |= acc;
   return (size_t)(q - p);
+}
+
+size_t kwp_js_plain_run(const uint8_t *p, const uint8_t *e, uint64_t *high) {
+  return plain_span(NULL, p, e, high);
+}
+
+size_t kwp_js_plain_copy(uint8_t *dst, const uint8_t *p, const uint8_t *e,
+                         uint64_t *high) {
+  return plain_span(dst, p, e, high);
 }
 
 /* The string at the cursor: its raw text (between the quotes) in @p raw,

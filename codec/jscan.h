@@ -101,6 +101,10 @@ void kwp_js_error(const kwp_js_t *js, char *buf, size_t len);
  * means non-ASCII was seen (and UTF-8 needs checking).
  */
 size_t kwp_js_plain_run(const uint8_t *p, const uint8_t *e, uint64_t *high);
+/** kwp_js_plain_run() that also copies the run to @p dst (room for
+ * e - p bytes), in the same pass. */
+size_t kwp_js_plain_copy(uint8_t *dst, const uint8_t *p, const uint8_t *e,
+                         uint64_t *high);
 
 #define KWP_JS_HIGH_BITS 0x8080808080808080ULL
 
