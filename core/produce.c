@@ -108,7 +108,7 @@ static void frame_result(produce_sess_t *s, const produce_slot_t *slot) {
                    : KWP_PRODUCE_RESULT_OK_MAX(s->topic_len, slot->id_len);
   char *d = kwp_sbuf_reserve(&s->out, max + 10);
   if (!d)
-    return; /* out of memory: this client misses a result */
+    return; /* out of memory: s->out.oom closes the socket */
   size_t n;
   if (slot->result) {
     n = max;
@@ -138,8 +138,11 @@ static void sess_flush(produce_sess_t *s) {
     s->head = (s->head + 1) % s->cap;
     s->count--;
   }
-  if (s->conn && s->out.len)
+  if (s->conn && s->out.oom) /* a missing result would shift all later */
+    kwp_conn_ws_close(s->conn, KWP_ENOMEM, "out of memory");
+  else if (s->conn && s->out.len)
     kwp_conn_ws_send_framed(s->conn, s->out.data, s->out.len);
+  s->out.oom = 0;
   if (s->out.cap > 1 << 20) /* a burst's buffer is not kept */
     kwp_sbuf_free(&s->out);
   if (s->conn && s->count <= s->cap / 2 && s->bytes <= s->max_bytes / 2)
