@@ -121,11 +121,15 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined 
 FUZZ_LIBS  := -lcrypto $(shell pkg-config --libs libuv 2>/dev/null) $(PKG_LIBS) -lm
 
 fuzz:
-	@mkdir -p build-fuzz/corpus-ws
+	@mkdir -p build-fuzz/corpus-ws build-fuzz/corpus-jscan
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_ws test/fuzz/fuzz_ws.c \
+	  $(wildcard codec/*.c) core/error.c $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_jscan test/fuzz/fuzz_jscan.c \
 	  $(wildcard codec/*.c) core/error.c $(FUZZ_LIBS)
 	./build-fuzz/fuzz_ws -max_total_time=$(FUZZ_TIME) -artifact_prefix=build-fuzz/ \
 	  build-fuzz/corpus-ws test/fuzz/corpus/ws
+	./build-fuzz/fuzz_jscan -max_total_time=$(FUZZ_TIME) -max_len=4096 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus-jscan test/fuzz/corpus/jscan
 
 format:
 	clang-format -i $(FORMAT_SRC)
