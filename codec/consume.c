@@ -309,18 +309,6 @@ int kwp_consume_message_id(char *out, size_t outlen, const char *topic,
                   partition, offset, timestamp);
 }
 
-static char *put(char *d, const char *s, size_t n) {
-  memcpy(d, s, n);
-  return d + n;
-}
-
-static char *put_i64(char *d, int64_t v) {
-  char num[24], *e = num + sizeof(num), *b = kwp_i64_text(e, v);
-  return put(d, b, (size_t)(e - b));
-}
-
-#define PUT_LIT(d, s) put((d), (s), sizeof(s) - 1)
-
 int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
                        kwp_fmt_t val_fmt, const kwp_record_t *r) {
   size_t tlen = strlen(topic);
@@ -328,23 +316,23 @@ int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
   char *d0 = kwp_sbuf_reserve(out, 2 * tlen + 6 * 20 + 128), *d = d0;
   if (!d)
     return KWP_ENOMEM;
-  d = PUT_LIT(d, "{\"wsProxyMessageId\":\"");
-  d = put(d, topic, tlen);
+  d = KWP_PUT_LIT(d, "{\"wsProxyMessageId\":\"");
+  d = kwp_put(d, topic, tlen);
   *d++ = '-';
-  d = put_i64(d, r->partition);
+  d = kwp_put_i64(d, r->partition);
   *d++ = '-';
-  d = put_i64(d, r->offset);
+  d = kwp_put_i64(d, r->offset);
   *d++ = '-';
-  d = put_i64(d, r->timestamp);
-  d = PUT_LIT(d, "\",\"topic\":\"");
-  d = put(d, topic, tlen);
-  d = PUT_LIT(d, "\",\"partition\":");
-  d = put_i64(d, r->partition);
-  d = PUT_LIT(d, ",\"offset\":");
-  d = put_i64(d, r->offset);
-  d = PUT_LIT(d, ",\"timestamp\":");
-  d = put_i64(d, r->timestamp);
-  d = PUT_LIT(d, ",\"headers\":");
+  d = kwp_put_i64(d, r->timestamp);
+  d = KWP_PUT_LIT(d, "\",\"topic\":\"");
+  d = kwp_put(d, topic, tlen);
+  d = KWP_PUT_LIT(d, "\",\"partition\":");
+  d = kwp_put_i64(d, r->partition);
+  d = KWP_PUT_LIT(d, ",\"offset\":");
+  d = kwp_put_i64(d, r->offset);
+  d = KWP_PUT_LIT(d, ",\"timestamp\":");
+  d = kwp_put_i64(d, r->timestamp);
+  d = KWP_PUT_LIT(d, ",\"headers\":");
   out->len += (size_t)(d - d0);
   append_headers(out, r);
   int n, bad_key = 0, bad_value;

@@ -145,6 +145,11 @@ char *kwp_i64_text(char *end, int64_t v) {
   return end;
 }
 
+char *kwp_put_i64(char *d, int64_t v) {
+  char num[24], *e = num + sizeof(num), *b = kwp_i64_text(e, v);
+  return kwp_put(d, b, (size_t)(e - b));
+}
+
 /* A misfit: the value is skipped so the rest of the message is still read
  * (its messageId goes into the error result). */
 static int misfit(kwp_js_t *js, const char **why, const char *text) {

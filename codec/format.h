@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum kwp_fmt {
   KWP_FMT_NONE = 0, /* no key type given: records carry no key */
@@ -64,6 +65,16 @@ int kwp_fmt_encode(kwp_fmt_t fmt, kwp_js_t *js, kwp_bytes_t *out,
 /** Decimal text of @p v written backwards ending at @p end (no NUL; 20
  * bytes at most); @returns its start. Faster than snprintf on hot paths. */
 char *kwp_i64_text(char *end, int64_t v);
+
+/* Writers for frames built by hand into reserved room: each copies to @p d
+ * and returns the end of what it wrote (no NUL). */
+static inline char *kwp_put(char *d, const void *s, size_t n) {
+  memcpy(d, s, n);
+  return d + n;
+}
+#define KWP_PUT_LIT(d, s) kwp_put((d), (s), sizeof(s) - 1)
+/** The decimal text of @p v (20 bytes at most). */
+char *kwp_put_i64(char *d, int64_t v);
 
 /**
  * Decode Kafka bytes as @p fmt into a new JSON value (numbers as numbers,

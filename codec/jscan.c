@@ -156,7 +156,7 @@ static size_t unescape_one(const char *p, const char *e, char *d, size_t *dn,
     return 0;
   }
   const char *s = memchr(simple_in, p[1], sizeof(simple_in) - 1);
-  if (s && p[1]) {
+  if (s) { /* memchr looks at the 8 letters, not the NUL */
     if (d)
       d[0] = simple_out[s - simple_in];
     *dn = 1;
@@ -205,6 +205,22 @@ static size_t unescape(const char *raw, size_t len, char *d) {
   return n;
 }
 
+/*
+ * Whether any of the 8 bytes at @p p is '"', '\\' or a control (< 0x20):
+ * the bytes a JSON string cannot carry as they are. Bytes >= 0x80 are not
+ * (UTF-8 passes). The usual "has a zero byte" trick, on the bytes XORed
+ * with the character and on the bytes minus 0x20.
+ */
+static int word_special(const uint8_t *p) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = KWP_JS_HIGH_BITS;
+  uint64_t w;
+  memcpy(&w, p, 8);
+  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+  uint64_t ctl = (w - ones * 0x20) & ~w & highs;
+  uint64_t zq = (q - ones) & ~q & highs, zb = (bs - ones) & ~bs & highs;
+  return (ctl | zq | zb) != 0;
+}
+
 /* The plain prefix of [p, e), copied to @p dst unless it is NULL (the
  * copy rides on the scan's loads: one pass over the bytes). */
 static inline size_t plain_span(uint8_t *dst, const uint8_t *p,
@@ -232,7 +248,7 @@ static inline size_t plain_span(uint8_t *dst, const uint8_t *p,
   if (_mm_movemask_epi8(hi))
     acc = 0x80;
 #endif
-  while (e - q >= 8 && !kwp_js_word_special(q)) {
+  while (e - q >= 8 && !word_special(q)) {
     memcpy(&w, q, 8);
     if (dst)
       memcpy(dst + (q - p), &w, 8);
@@ -261,7 +277,6 @@ size_t kwp_js_plain_copy(uint8_t *dst, const uint8_t *p, const uint8_t *e,
  * @p escaped when it has escapes. Validates escapes and UTF-8. */
 static int js_str_raw(kwp_js_t *js, kwp_slice_t *raw, int *escaped) {
   const uint8_t *q = (const uint8_t *)js->p + 1, *e = (const uint8_t *)js->end;
-  const uint64_t highs = 0x8080808080808080ULL;
   uint64_t high = 0;
   *escaped = 0;
   for (;;) {
@@ -289,7 +304,7 @@ static int js_str_raw(kwp_js_t *js, kwp_slice_t *raw, int *escaped) {
   }
   raw->ptr = js->p + 1;
   raw->len = (size_t)((const char *)q - raw->ptr);
-  if (high & highs) {
+  if (high & KWP_JS_HIGH_BITS) {
     kwp_utf8_t u = {0, 0};
     if (kwp_utf8_feed(&u, (const uint8_t *)raw->ptr, raw->len) < 0 ||
         !kwp_utf8_complete(&u))

@@ -113,20 +113,4 @@ static inline int kwp_slice_is(kwp_slice_t s, const char *lit) {
   return strlen(lit) == s.len && !memcmp(s.ptr, lit, s.len);
 }
 
-/**
- * Whether any of the 8 bytes at @p p is '"', '\\' or a control (< 0x20):
- * the bytes a JSON string cannot carry as they are. Bytes >= 0x80 are not
- * (UTF-8 passes). The usual "has a zero byte" trick, on the bytes XORed
- * with the character and on the bytes minus 0x20.
- */
-static inline int kwp_js_word_special(const uint8_t *p) {
-  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-  uint64_t w;
-  memcpy(&w, p, 8);
-  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
-  uint64_t ctl = (w - ones * 0x20) & ~w & highs;
-  uint64_t zq = (q - ones) & ~q & highs, zb = (bs - ones) & ~bs & highs;
-  return (ctl | zq | zb) != 0;
-}
-
 #endif

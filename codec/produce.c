@@ -219,18 +219,6 @@ void kwp_produce_msg_clear(kwp_produce_msg_t *m) {
   m->message_id.ptr = NULL;
 }
 
-static char *put(char *d, const char *s, size_t n) {
-  memcpy(d, s, n);
-  return d + n;
-}
-
-static char *put_i64(char *d, int64_t v) {
-  char num[24], *e = num + sizeof(num), *b = kwp_i64_text(e, v);
-  return put(d, b, (size_t)(e - b));
-}
-
-#define PUT_LIT(d, s) put((d), (s), sizeof(s) - 1)
-
 size_t kwp_produce_result_ok(char *buf, const char *topic, size_t topic_len,
                              int32_t partition, int64_t offset,
                              int64_t timestamp, const char *id, size_t id_len) {
@@ -241,18 +229,18 @@ size_t kwp_produce_result_ok(char *buf, const char *topic, size_t topic_len,
     id = "null";
     id_len = 4;
   }
-  char *d = PUT_LIT(buf, "{\"topic\":\"");
-  d = put(d, topic, topic_len);
-  d = PUT_LIT(d, "\",\"partition\":");
-  d = put_i64(d, partition);
-  d = PUT_LIT(d, ",\"offset\":");
-  d = put_i64(d, offset);
-  d = PUT_LIT(d, ",\"timestamp\":");
-  d = put_i64(d, timestamp);
-  d = PUT_LIT(d, ",\"messageId\":");
-  d = put(d, id, id_len);
-  d = PUT_LIT(d, ",\"clientMessageId\":");
-  d = put(d, id, id_len);
+  char *d = KWP_PUT_LIT(buf, "{\"topic\":\"");
+  d = kwp_put(d, topic, topic_len);
+  d = KWP_PUT_LIT(d, "\",\"partition\":");
+  d = kwp_put_i64(d, partition);
+  d = KWP_PUT_LIT(d, ",\"offset\":");
+  d = kwp_put_i64(d, offset);
+  d = KWP_PUT_LIT(d, ",\"timestamp\":");
+  d = kwp_put_i64(d, timestamp);
+  d = KWP_PUT_LIT(d, ",\"messageId\":");
+  d = kwp_put(d, id, id_len);
+  d = KWP_PUT_LIT(d, ",\"clientMessageId\":");
+  d = kwp_put(d, id, id_len);
   *d++ = '}';
   return (size_t)(d - buf);
 }
