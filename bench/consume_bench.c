@@ -15,6 +15,8 @@
  *    consumer and a /socket/out socket, in two groups, read the same records
  *    concurrently and each records now - sent.
  *  - `idle`: opens N consumer sockets, prints a line, holds them, closes.
+ *    With --no-read the sockets are never read: on a filled topic, the
+ *    proxy's worst case per socket (every buffer at its bound).
  * One JSON line on stdout (idle: two).
  */
 #include <errno.h>
@@ -38,7 +40,7 @@
 
 typedef struct cb_opts {
   const char *mode, *bootstrap, *topic, *host, *group;
-  int port, conns;
+  int port, conns, no_read;
   long count, size, batch;
   double rate, seconds, hold, stall, burst_ms;
 } cb_opts_t;
@@ -581,6 +583,7 @@ static void *cb_ws_thread(void *arg) {
 /* Start the reader thread, then connect: records that arrive while later
  * sockets connect are read (and timed) at once. */
 static int cb_ws_open(const cb_opts_t *o, const char *group, int n) {
+  static struct epoll_event no_events;
   cb_ws = calloc((size_t)n, sizeof(*cb_ws));
   cb_ep = epoll_create1(0);
   pthread_create(&cb_ws_th, NULL, cb_ws_thread, NULL);
@@ -595,6 +598,8 @@ static int cb_ws_open(const cb_opts_t *o, const char *group, int n) {
     }
     cb_nws = i + 1;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (o->no_read)
+      ev = no_events; /* registered, so closing works the same; never read */
     epoll_ctl(cb_ep, EPOLL_CTL_ADD, c->fd, &ev);
   }
   return 0;
@@ -925,8 +930,8 @@ int main(int argc, char **argv) {
                  .size = 100,
                  .hold = 5,
                  .stall = 15};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const char *k = argv[i], *v = argv[i + 1];
+  for (int i = 1; i < argc; i += 2) {
+    const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
     if (!strcmp(k, "--mode"))
       o.mode = v;
     else if (!strcmp(k, "--bootstrap"))
@@ -953,7 +958,10 @@ int main(int argc, char **argv) {
       o.seconds = atof(v);
     else if (!strcmp(k, "--hold"))
       o.hold = atof(v);
-    else if (!strcmp(k, "--stall"))
+    else if (!strcmp(k, "--no-read")) {
+      o.no_read = 1;
+      i--; /* a flag: no value */
+    } else if (!strcmp(k, "--stall"))
       o.stall = atof(v);
     else if (!strcmp(k, "--burst-ms"))
       o.burst_ms = atof(v);
@@ -980,7 +988,7 @@ int main(int argc, char **argv) {
         "[--seconds D]\n"
         "  latency: --bootstrap B --port P --rate R --seconds D [--size "
         "S>=40] [--burst-ms MS]\n"
-        "  idle:    --port P --connections C [--hold S]\n"
+        "  idle:    --port P --connections C [--hold S] [--no-read]\n"
         "  common:  [--group G] [--host H] [--stall S]\n"
         "  direct consumers: [--set librdkafka.key=value]... (no --set: "
         "librdkafka's\n"

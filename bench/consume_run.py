@@ -42,7 +42,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 # consumers get them with --set. On librdkafka >= 2.2 the proxy also sets
 # fetch.queue.backoff.ms=10, and so do the direct consumers then.
 SHIPPED = {"queued.max.messages.kbytes": "2048",
-           "queued.min.messages": "100000",
+           "queued.min.messages": "10000",
            "max.partition.fetch.bytes": "262144",
            "fetch.max.bytes": "1048576"}
 NEWER = {"fetch.queue.backoff.ms": "10"}
@@ -121,7 +121,10 @@ class Proxy:
                     f.write("  %s = %s\n" % (k, v))
                 f.write("}\n")
             args += ["--config", path]
+        # Each proxy its own server-id: proxies started side by side are
+        # two nodes of one cluster (the session handler refuses a duplicate).
         env = dict(os.environ, WSPROXY_PORT=str(self.port),
+                   WSPROXY_SERVER_ID="bench-%d" % self.port,
                    WSPROXY_BIND_INTERFACE="127.0.0.1",
                    WSPROXY_KAFKA_BOOTSTRAP_HOSTS=bootstrap,
                    WSPROXY_WS_KEEP_ALIVE_INTERVAL="0")
@@ -265,6 +268,39 @@ def idle(admin, proxy):
             "threads_per_socket": (thr1 - thr0) / IDLE}
 
 
+def stalled(proxy, tpc, size, hold=8.0):
+    """RSS per socket that never reads, on a filled topic: every buffer the
+    proxy keeps for a socket (its consumer's prefetch queue, fetch buffers,
+    unsent frames) is at its bound. Sampled every 0.25 s; the growth at the
+    end of the hold and at its highest, over the RSS before."""
+    pid = proxy.pid
+    rss0 = status(pid, "VmRSS")
+    p = subprocess.Popen([TOOL, "--mode", "idle", "--port", str(proxy.port),
+                          "--topic", tpc, "--connections", str(IDLE),
+                          "--hold", str(hold), "--no-read"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    first = json.loads(p.stdout.readline() or "{}")
+    samples = []
+    t_end = time.monotonic() + hold - 0.5
+    while time.monotonic() < t_end and p.poll() is None:
+        samples.append(status(pid, "VmRSS"))
+        time.sleep(0.25)
+    out, err = p.communicate(timeout=60)
+    if p.returncode != 0 or first.get("idle_connections") != IDLE:
+        problems.append("stalled sockets (%d B): consume_bench exited %d: %s"
+                        % (size, p.returncode, err.strip()[-1000:]))
+    proxy.alive("stalled sockets")
+    time.sleep(1)
+    samples = samples or [rss0]
+    return {"sockets": IDLE, "size": size, "hold_s": hold,
+            "rss_before_kb": rss0,
+            "rss_end_kb": samples[-1], "rss_max_kb": max(samples),
+            "rss_after_close_kb": status(pid, "VmRSS"),
+            "bytes_per_socket_end": (samples[-1] - rss0) * 1024 // IDLE,
+            "bytes_per_socket_max": (max(samples) - rss0) * 1024 // IDLE}
+
+
 def rate(x):
     if not x:
         return "failed"
@@ -389,6 +425,17 @@ def main():
         # fresh proxy; then latency; then throughput.
         proxy = Proxy(b.bootstrap, None, log)
         results["idle"] = idle(admin, proxy)
+        # The worst case per socket, each on a fresh proxy of its own (memory
+        # one run frees would hide the next run's growth).
+        results["stalled"] = []
+        for size, _ in FILL:
+            sp = Proxy(b.bootstrap, None, log)
+            try:
+                results["stalled"].append(stalled(sp, topics[size], size))
+            finally:
+                if sp.stop() != 0:
+                    problems.append("stalled-socket proxy: exit status %s"
+                                    % sp.proc.returncode)
         # A fresh broker JVM falls seconds behind 5,000 single-record
         # produce requests a second until it has warmed up (both consumers
         # then see p99 of several seconds): one unmeasured run first.
@@ -467,6 +514,14 @@ def main():
                   i["bytes_per_socket"] / 1024, i["threads_per_socket"],
                   i["threads_before"], i["threads_open"],
                   i["rss_after_close_kb"], i["threads_after_close"]))
+    for st in results.get("stalled") or []:
+        print("%d sockets that never read, %d B records (a fresh proxy each): "
+              "RSS %d -> %d KiB at the end of %.0f s (highest %d KiB) = %.1f "
+              "MiB per socket; after close %d KiB" % (
+                  st["sockets"], st["size"], st["rss_before_kb"],
+                  st["rss_end_kb"], st["hold_s"], st["rss_max_kb"],
+                  st["bytes_per_socket_end"] / 1048576.0,
+                  st["rss_after_close_kb"]))
     if "proxy_rss_kb" in results:
         print("proxy at the end: RSS %d KiB, peak %d KiB, exit %s" % (
             results["proxy_rss_kb"], results["proxy_peak_rss_kb"],

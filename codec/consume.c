@@ -312,26 +312,34 @@ int kwp_consume_message_id(char *out, size_t outlen, const char *topic,
 int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
                        kwp_fmt_t val_fmt, const kwp_record_t *r) {
   size_t tlen = strlen(topic);
-  /* The head: fixed text, the topic twice and six numbers of <= 20 chars. */
+  /* Each number is formatted once, into the id, and its text copied into
+   * its field. The head: fixed text, the topic twice and six numbers of <= 20
+   * chars. */
   char *d0 = kwp_sbuf_reserve(out, 2 * tlen + 6 * 20 + 128), *d = d0;
   if (!d)
     return KWP_ENOMEM;
   d = KWP_PUT_LIT(d, "{\"wsProxyMessageId\":\"");
   d = kwp_put(d, topic, tlen);
   *d++ = '-';
+  char *part = d;
   d = kwp_put_i64(d, r->partition);
+  size_t part_len = (size_t)(d - part);
   *d++ = '-';
+  char *off = d;
   d = kwp_put_i64(d, r->offset);
+  size_t off_len = (size_t)(d - off);
   *d++ = '-';
+  char *ts = d;
   d = kwp_put_i64(d, r->timestamp);
+  size_t ts_len = (size_t)(d - ts);
   d = KWP_PUT_LIT(d, "\",\"topic\":\"");
   d = kwp_put(d, topic, tlen);
   d = KWP_PUT_LIT(d, "\",\"partition\":");
-  d = kwp_put_i64(d, r->partition);
+  d = kwp_put(d, part, part_len);
   d = KWP_PUT_LIT(d, ",\"offset\":");
-  d = kwp_put_i64(d, r->offset);
+  d = kwp_put(d, off, off_len);
   d = KWP_PUT_LIT(d, ",\"timestamp\":");
-  d = kwp_put_i64(d, r->timestamp);
+  d = kwp_put(d, ts, ts_len);
   d = KWP_PUT_LIT(d, ",\"headers\":");
   out->len += (size_t)(d - d0);
   append_headers(out, r);

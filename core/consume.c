@@ -61,7 +61,8 @@ static void partitions_pause(consume_sess_t *s, int pause) {
   }
   if (parts)
     rd_kafka_topic_partition_list_destroy(parts);
-  /* A resume does not wake librdkafka 2.0's fetcher either (fetch_kick()). */
+  /* A resume does not wake librdkafka 2.0's fetcher either (fetch_restart()).
+   */
   if (!pause && s->kick_bytes)
     fetch_restart(s);
 }
@@ -252,6 +253,7 @@ static void record_emit(consume_sess_t *s, rd_kafka_message_t *rkm) {
     s->in_batch = 0;
   }
   s->drained += rkm->len + rkm->key_len;
+  s->drained_n++;
   s->last_rx = now_ms(s);
   if (s->stack) {
     kwp_commit_push(s->stack, r.partition, r.offset, r.timestamp, now_ms(s));
@@ -524,20 +526,26 @@ static void fetch_restart(consume_sess_t *s) {
   rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Whether what came since the queue was last empty filled it to either of
+ * its bounds: then an empty queue may mean a stalled fetcher. */
+static int queue_was_full(const consume_sess_t *s) {
+  return s->drained >= s->kick_bytes || s->drained_n >= s->kick_n;
+}
+
 static void kick_tick(uv_timer_t *t) {
   consume_sess_t *s = t->data;
   if (s->state != ST_OPEN || s->paused || ++s->kicks > KICK_MAX) {
     uv_timer_stop(t); /* gave up: the topic is just quiet */
-    s->drained = 0;
+    s->drained = s->drained_n = 0;
     return;
   }
   if (now_ms(s) - s->last_rx < KICK_MS) {
     s->kicks = 0;
-    if (s->drained < s->kick_bytes)
+    if (!queue_was_full(s))
       uv_timer_stop(t); /* the queue has not filled again since: no stall */
     return;             /* else look again: records may stop any moment */
   }
-  s->drained = 0; /* count what this kick brings */
+  s->drained = s->drained_n = 0; /* count what this kick brings */
   fetch_restart(s);
 }
 
@@ -546,7 +554,7 @@ void kwp_consume__on_drained(void *arg, int empty) {
   if (s->state != ST_OPEN)
     return;
   flush(s);
-  if (empty && s->kick_bytes && s->drained >= s->kick_bytes && !s->paused &&
+  if (empty && s->kick_bytes && queue_was_full(s) && !s->paused &&
       !uv_is_active((uv_handle_t *)&s->kick_timer)) {
     s->kicks = 0;
     uv_timer_start(&s->kick_timer, kick_tick, KICK_MS, KICK_MS);

@@ -60,9 +60,10 @@ typedef struct kwp_consume_sess {
   kwp_cgate_t *gate;      /* commits in order, one in flight per partition */
   kwp_written_t *written; /* autoCommit=true */
   kwp_session_claim_t *claim; /* this socket's place in its group */
-  /* librdkafka < 2.2 only (see fetch_kick()): bytes delivered since the
-   * queue was last empty, and the level that means "it was full". */
-  size_t drained, kick_bytes;
+  /* librdkafka < 2.2 only (see fetch_restart()): bytes and records delivered
+   * since the queue was last empty, and the levels that mean "it was full"
+   * (3/4 of queued.max.messages.kbytes and of queued.min.messages). */
+  size_t drained, kick_bytes, drained_n, kick_n;
   uint64_t last_rx; /* when a record last came (loop time, ms) */
   int kicks;
   int commits_inflight;

@@ -80,22 +80,31 @@ def read_frames_fast(sock, count, timeout=30):
     return gaps
 
 
-def test_backlog_is_read_without_fetch_stalls(proxy, kafka):
-    """30 MB waiting in 4 partitions, read by a fast client: librdkafka 2.0
-    stops fetching once the socket's 2 MB queue is full and looks again only
-    up to a second later, which shows as pauses of about a second; the proxy
-    restarts the fetcher instead."""
+@pytest.mark.parametrize("count,size,config", [
+    (30000, 1000, None),
+    (80000, 100, None),
+    # A record bound far below one fetch response: the queue is over it
+    # after every fetch (regression: the restart watched only bytes).
+    (40000, 100, "kafka.ws.proxy.consumer.kafka-client-properties "
+                 "{ queued.min.messages = 1000 }\n")],
+    ids=["1KB", "100B", "record-bound"])
+def test_backlog_is_read_without_fetch_stalls(proxy, kafka, count, size,
+                                              config):
+    """A backlog in 4 partitions, read by a fast client: librdkafka 2.0
+    stops fetching once the socket's queue is full (2 MB or 10,000 records
+    by default) and looks again only up to a second later, which shows as
+    pauses of about a second; the proxy restarts the fetcher instead."""
     topic = create_topic(kafka.bootstrap, 4, prefix="backlog")
-    fill(kafka.bootstrap, topic, 30000, 1000)
-    p = proxy()
+    fill(kafka.bootstrap, topic, count, size)
+    p = proxy(config=config)
     c = WsRaw(p.port)
     c.handshake("/socket/out?clientId=bl&topic=%s" % topic)
     t0 = time.monotonic()
-    gaps = read_frames_fast(c.sock, 30000)
+    gaps = read_frames_fast(c.sock, count)
     took = time.monotonic() - t0
     c.close()
-    assert len(gaps) <= 1, "30,000 records took %.1f s with pauses %s: " \
-        "fetch stalls" % (took, gaps)
+    assert len(gaps) <= 1, "%d records took %.1f s with pauses %s: " \
+        "fetch stalls" % (count, took, gaps)
 
 
 @pytest.mark.slow
