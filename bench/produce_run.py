@@ -23,6 +23,8 @@ TOOL = os.path.join(ROOT, "build", "bench", "produce_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
 SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
 HZ = os.sysconf("SC_CLK_TCK")
+PAIRS = int(os.environ.get("KWP_BENCH_PAIRS", "3"))
+WARM_RECORDS = 300000
 
 
 def free_port():
@@ -52,6 +54,15 @@ def topic(admin):
     return name
 
 
+def drop(admin, name):
+    """Delete a finished run's topic: the runs write GBs in all."""
+    for f in admin.delete_topics([name]).values():
+        try:
+            f.result(timeout=30)
+        except Exception:  # noqa: BLE001 (a leftover topic is harmless)
+            pass
+
+
 def run_tool(args):
     out = subprocess.run([TOOL] + args, capture_output=True, text=True,
                          timeout=600)
@@ -60,6 +71,51 @@ def run_tool(args):
         raise RuntimeError("produce_bench %s failed (%d): %s" % (
             args, out.returncode, out.stderr[-2000:]))
     return json.loads(lines[-1])
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else \
+        (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def case(admin, b, proxy, port, size, n, conns):
+    """PAIRS runs of each side, alternating which goes first, each on a
+    fresh topic: one run of each is at the mercy of the broker's mood of the
+    moment (its rate moves by tens of percent from one run to the next)."""
+    runs = []
+    for i in range(PAIRS):
+        pair = {}
+        for side in (("direct", "ws") if i % 2 == 0 else ("ws", "direct")):
+            t = topic(admin)
+            if side == "direct":
+                pair["direct"] = run_tool([
+                    "--mode", "direct", "--bootstrap", b.bootstrap, "--topic",
+                    t, "--count", n, "--size", str(size)])
+            else:
+                c0 = cpu_seconds(proxy.pid)
+                pair["proxy"] = run_tool([
+                    "--mode", "ws", "--port", str(port), "--topic", t,
+                    "--count", n, "--size", str(size), "--connections",
+                    str(conns)])
+                pair["proxy_cpu_s"] = cpu_seconds(proxy.pid) - c0
+            drop(admin, t)
+        pair["ratio"] = pair["proxy"]["msgs_per_sec"] / \
+            pair["direct"]["msgs_per_sec"]
+        runs.append(pair)
+    d = median([r["direct"]["msgs_per_sec"] for r in runs])
+    p = median([r["proxy"]["msgs_per_sec"] for r in runs])
+    return {"size": size, "connections": conns, "runs": runs,
+            "direct_msgs_per_sec": d, "proxy_msgs_per_sec": p,
+            "proxy_mb_per_sec": median(
+                [r["proxy"]["mb_per_sec"] for r in runs]),
+            "ratio": p / d,
+            "pair_ratios": [r["ratio"] for r in runs],
+            "proxy_cpu_s_per_M": median(
+                [r["proxy_cpu_s"] / r["proxy"]["acked"] * 1e6 for r in runs]),
+            "direct_cpu_s_per_M": median(
+                [r["direct"]["client_cpu_s"] / r["direct"]["acked"] * 1e6
+                 for r in runs])}
 
 
 def main():
@@ -85,25 +141,23 @@ def main():
                 break
             except OSError:
                 time.sleep(0.1)
-        # warm the proxy's shared producers (one per worker)
+        # Warm-up, unmeasured: the proxy's shared producers (one per worker)
+        # and the broker. A fresh broker JVM is markedly slower for its first
+        # few hundred MB (JIT), which would fall on whichever side ran first.
         run_tool(["--mode", "ws", "--port", str(port), "--topic",
                   topic(admin), "--count", "2000", "--connections", "4"])
+        for mode in ("direct", "ws"):
+            warm = topic(admin)
+            run_tool(["--mode", mode, "--bootstrap", b.bootstrap, "--port",
+                      str(port), "--topic", warm, "--count",
+                      str(int(WARM_RECORDS * SCALE)), "--size", "1000",
+                      "--connections", "16"])
+            drop(admin, warm)
         for size, count in ((100, 500000), (1000, 300000)):
             n = str(int(count * SCALE))
             for conns in (1, 16):
-                d = run_tool(["--mode", "direct", "--bootstrap", b.bootstrap,
-                              "--topic", topic(admin), "--count", n,
-                              "--size", str(size)])
-                c0 = cpu_seconds(proxy.pid)
-                p = run_tool(["--mode", "ws", "--port", str(port), "--topic",
-                              topic(admin), "--count", n, "--size", str(size),
-                              "--connections", str(conns)])
-                cpu = cpu_seconds(proxy.pid) - c0
-                results["throughput"].append({
-                    "size": size, "connections": conns, "direct": d,
-                    "proxy": p, "ratio": p["msgs_per_sec"] / d["msgs_per_sec"],
-                    "proxy_cpu_s_per_M": cpu / p["acked"] * 1e6,
-                    "direct_cpu_s_per_M": d["client_cpu_s"] / d["acked"] * 1e6})
+                results["throughput"].append(
+                    case(admin, b, proxy, port, size, n, conns))
         secs = str(10 * SCALE)
         d = run_tool(["--mode", "direct", "--bootstrap", b.bootstrap, "--topic",
                       topic(admin), "--rate", "5000", "--seconds", secs,
@@ -120,13 +174,18 @@ def main():
         proxy.send_signal(signal.SIGTERM)
         results["proxy_exit"] = proxy.wait(timeout=30)
         b.cleanup()
+    print("\nmedians of %d runs of each side per case, alternating which "
+          "goes first; ratio = median proxy / median direct, then the ratio "
+          "of each pair" % PAIRS)
     print("\n| size | sockets | direct msg/s | proxy msg/s | proxy MB/s | "
-          "ratio | proxy CPU s / 1M msgs | direct client CPU s / 1M msgs |")
-    print("|---|---|---|---|---|---|---|---|")
+          "ratio | pair ratios | proxy CPU s / 1M msgs | direct client CPU s "
+          "/ 1M msgs |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results["throughput"]:
-        print("| %d B | %d | %.0f | %.0f | %.1f | %.2f | %.2f | %.2f |" % (
-            r["size"], r["connections"], r["direct"]["msgs_per_sec"],
-            r["proxy"]["msgs_per_sec"], r["proxy"]["mb_per_sec"], r["ratio"],
+        print("| %d B | %d | %.0f | %.0f | %.1f | %.2f | %s | %.2f | %.2f |" % (
+            r["size"], r["connections"], r["direct_msgs_per_sec"],
+            r["proxy_msgs_per_sec"], r["proxy_mb_per_sec"], r["ratio"],
+            " ".join("%.2f" % x for x in r["pair_ratios"]),
             r["proxy_cpu_s_per_M"], r["direct_cpu_s_per_M"]))
     lat = results["latency"]
     print("\nopen loop at 5000 msg/s, 100 B (us): | | p50 | p99 | p99.9 |")
