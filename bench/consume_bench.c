@@ -115,7 +115,7 @@ static atomic_long cb_unique, cb_records, cb_stray;
 static _Atomic uint64_t cb_first_ns, cb_last_ns;
 /* The longest time without a record between the first and the last: a
  * fetcher that sleeps (librdkafka 2.0's 1 s wait) shows up here. */
-static _Atomic uint64_t cb_prev_ns, cb_max_gap_ns;
+static _Atomic uint64_t cb_prev_ns, cb_max_gap_ns, cb_max_gap_end_ns;
 
 static void cb_mark(int32_t partition, int64_t offset) {
   uint64_t now = cb_now_ns();
@@ -132,6 +132,8 @@ static void cb_mark(int32_t partition, int64_t offset) {
     while (gap > max &&
            !atomic_compare_exchange_weak(&cb_max_gap_ns, &max, gap))
       ;
+    if (gap > max) /* when it ended (a racing update may win: fine) */
+      atomic_store_explicit(&cb_max_gap_end_ns, now, memory_order_relaxed);
   }
   if (partition < 0 || partition >= cb_nparts ||
       offset < cb_parts[partition].lo || offset >= cb_parts[partition].hi) {
@@ -367,8 +369,10 @@ static int cb_write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-static int cb_connect(const cb_opts_t *o, const char *group, int i) {
-  char port[16], req[1024], resp[2048];
+/* Connect and send the upgrade request; the response is read by
+ * cb_connect_finish(), so that many sockets can be asked for at once. */
+static int cb_connect_start(const cb_opts_t *o, const char *group, int i) {
+  char port[16], req[1024];
   struct addrinfo hints = {0}, *ai;
   hints.ai_socktype = SOCK_STREAM;
   snprintf(port, sizeof(port), "%d", o->port);
@@ -397,6 +401,12 @@ static int cb_connect(const cb_opts_t *o, const char *group, int i) {
     close(fd);
     return -1;
   }
+  return fd;
+}
+
+/* Read the upgrade response; @returns @p fd, non-blocking, or -1. */
+static int cb_connect_finish(int fd) {
+  char resp[2048];
   size_t got = 0; /* read the response head byte by byte: no over-read */
   while (got < sizeof(resp) - 1 && read(fd, resp + got, 1) == 1) {
     got++;
@@ -580,29 +590,39 @@ static void *cb_ws_thread(void *arg) {
   return NULL;
 }
 
-/* Start the reader thread, then connect: records that arrive while later
- * sockets connect are read (and timed) at once. */
+/* Start the reader thread, then connect: every upgrade request is sent
+ * before any response is read, so the sockets' consumers join their group
+ * together (as a direct client's consumers do) instead of one after another,
+ * each join a rebalance that stops every member's fetching. Records that
+ * arrive while later responses are read wait in the kernel and are read (and
+ * timed) once their socket is added. */
 static int cb_ws_open(const cb_opts_t *o, const char *group, int n) {
   static struct epoll_event no_events;
   cb_ws = calloc((size_t)n, sizeof(*cb_ws));
   cb_ep = epoll_create1(0);
   pthread_create(&cb_ws_th, NULL, cb_ws_thread, NULL);
+  for (int i = 0; i < n; i++)
+    cb_ws[i].fd = cb_connect_start(o, group, i);
+  int rc = 0;
   for (int i = 0; i < n; i++) {
     cb_conn_t *c = &cb_ws[i];
+    if (c->fd >= 0)
+      c->fd = cb_connect_finish(c->fd);
+    if (c->fd < 0) {
+      cb_error("connection %d failed", i);
+      c->closed = 1;
+      rc = -1;
+      continue;
+    }
     c->cap = 1 << 20;
     c->buf = malloc(c->cap);
-    if ((c->fd = cb_connect(o, group, i)) < 0) {
-      cb_error("connection %d failed", i);
-      free(c->buf);
-      return -1;
-    }
-    cb_nws = i + 1;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (o->no_read)
       ev = no_events; /* registered, so closing works the same; never read */
     epoll_ctl(cb_ep, EPOLL_CTL_ADD, c->fd, &ev);
   }
-  return 0;
+  cb_nws = n;
+  return rc;
 }
 
 /* Stop the reader thread (cb_stop is set). */
@@ -723,7 +743,7 @@ static int cb_throughput(const cb_opts_t *o, int ws) {
       "\"first_record_after_s\":%.3f,\"msgs_per_sec\":%.1f,"
       "\"mb_per_sec\":%.2f,\"msgs_per_sec_from_connect\":%.1f,"
       "\"frames\":%ld,\"wire_mb_per_sec\":%.2f,\"client_cpu_s\":%.3f,"
-      "\"max_gap_ms\":%.1f}\n",
+      "\"max_gap_ms\":%.1f,\"max_gap_ended_after_s\":%.3f}\n",
       o->mode, o->conns, o->size, ws ? o->batch : 0, cb_nparts, cb_expect,
       unique, limited ? "true" : "false", records, dups > 0 ? dups : 0, stray,
       atomic_load(&cb_errors), secs, total,
@@ -732,7 +752,10 @@ static int cb_throughput(const cb_opts_t *o, int ws) {
       secs > 0 ? (double)unique * (double)o->size / secs / 1e6 : 0,
       total > 0 ? (double)unique / total : 0, atomic_load(&cb_frames),
       secs > 0 ? (double)atomic_load(&cb_wire_bytes) / secs / 1e6 : 0, cpu,
-      (double)atomic_load(&cb_max_gap_ns) / 1e6);
+      (double)atomic_load(&cb_max_gap_ns) / 1e6,
+      first && atomic_load(&cb_max_gap_end_ns)
+          ? (double)(atomic_load(&cb_max_gap_end_ns) - first) / 1e9
+          : 0);
   fflush(stdout);
   if (ws) {
     cb_ws_close_all();

@@ -60,6 +60,7 @@ typedef struct kwp_consume_sess {
   kwp_cgate_t *gate;      /* commits in order, one in flight per partition */
   kwp_written_t *written; /* autoCommit=true */
   kwp_session_claim_t *claim; /* this socket's place in its group */
+  rd_kafka_topic_partition_list_t *assigned; /* NULL until the first one */
   /* librdkafka < 2.2 only (see fetch_restart()): bytes and records delivered
    * since the queue was last empty, and the levels that mean "it was full"
    * (3/4 of queued.max.messages.kbytes and of queued.min.messages). */

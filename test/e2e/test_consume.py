@@ -1109,6 +1109,33 @@ def test_rate_spaces_records(srv, kafka):
     assert [r["offset"] for r in first + rest] == list(range(15))
 
 
+def test_rate_applies_to_partitions_of_a_later_rebalance(srv, kafka):
+    """Pausing and resuming use the socket's own copy of its assignment,
+    kept from the rebalance events (asking librdkafka for it would block the
+    worker loop): after a second member joins, the first socket's rate still
+    spaces the records of the partition it was given in that rebalance."""
+    t = new_topic(kafka, 2)
+    g = "grp-" + uuid.uuid4().hex[:10]
+    a = Out(srv, t, groupId=g, clientId="ra", rate=5)
+    wait_group(kafka, g, 1, 2)
+    b = Out(srv, t, groupId=g, clientId="rb")
+    cb = Collector(b)
+    parts = wait_group(kafka, g, 2, 2)
+    Prod(kafka).send(t, [{"value": b"r-%d-%d" % (p, i), "partition": p}
+                         for i in range(15) for p in range(2)])
+    first = a.records(1)
+    t0 = time.monotonic()
+    rest = a.records(14, timeout=30)
+    took = time.monotonic() - t0
+    cb.stop()
+    mine = {r["partition"] for r in first + rest}
+    assert len(mine) == 1 and [mine] in ([set(x)] for x in parts), \
+        (mine, parts)
+    # A burst of 5, then 5/s: the 15th comes about 2 s after the first.
+    assert took >= 1.5, "15 records at rate=5 took only %.2f s" % took
+    assert [r["offset"] for r in first + rest] == list(range(15))
+
+
 def test_batch_size_arrays(srv, kafka):
     t = new_topic(kafka, 1)
     produce_values(kafka, t, [b"b%d" % i for i in range(10)])
