@@ -532,10 +532,15 @@ void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg) {
  * only when its broker thread next wakes, up to 1 s later: a socket catching
  * up on a backlog would get one queue's worth per second. A seek wakes that
  * thread. So once we have delivered about a queue's worth and then records
- * stop coming, we seek every partition to where it is (its next record),
- * which restarts the fetcher; and again every KICK_MS while nothing comes
- * (the first seek may land while the queue still counts as full), for up to
- * KICK_MAX tries. A quiet topic costs a few no-op seeks per backlog. */
+ * stop coming for KICK_MS, we seek every partition to where it is (its next
+ * record), which restarts the fetcher; and again while nothing comes (the
+ * first seek may land while the queue still counts as full), each time
+ * waiting twice as long, for up to KICK_MAX tries (about 1.3 s, past
+ * librdkafka's own second). The waits grow because a seek also discards a
+ * fetch in flight: on a loaded machine a fetch takes longer than KICK_MS, and
+ * seeks every KICK_MS kept 16 sockets from getting any records for up to
+ * 0.9 s. Records already in librdkafka's queue mean no stall. A quiet topic
+ * costs a few no-op seeks per backlog. */
 static void fetch_restart(consume_sess_t *s) {
   if (!s->assigned || !s->assigned->cnt)
     return;
@@ -559,19 +564,24 @@ static int queue_was_full(const consume_sess_t *s) {
 
 static void kick_tick(uv_timer_t *t) {
   consume_sess_t *s = t->data;
-  if (s->state != ST_OPEN || s->paused || ++s->kicks > KICK_MAX) {
-    uv_timer_stop(t); /* gave up: the topic is just quiet */
-    s->drained = s->drained_n = 0;
+  uint64_t since = now_ms(s) - s->last_rx, wait = (uint64_t)KICK_MS << s->kicks;
+  if (s->state != ST_OPEN || s->paused || s->kicks >= KICK_MAX) {
+    s->drained = s->drained_n = 0; /* gave up: the topic is just quiet */
     return;
   }
-  if (now_ms(s) - s->last_rx < KICK_MS) {
-    s->kicks = 0;
-    if (!queue_was_full(s))
-      uv_timer_stop(t); /* the queue has not filled again since: no stall */
-    return;             /* else look again: records may stop any moment */
+  if (rd_kafka_queue_length(s->rkq) > 0)
+    return; /* not stalled: the bridge delivers them, then looks again */
+  if (since < wait) {
+    if (s->kicks || queue_was_full(s)) { /* records may stop any moment */
+      s->kicks = 0;
+      uv_timer_start(t, kick_tick, KICK_MS, 0);
+    }
+    return; /* else the queue has not filled again since: no stall */
   }
+  s->kicks++;
   s->drained = s->drained_n = 0; /* count what this kick brings */
   fetch_restart(s);
+  uv_timer_start(t, kick_tick, (uint64_t)KICK_MS << s->kicks, 0);
 }
 
 void kwp_consume__on_drained(void *arg, int empty) {
@@ -579,10 +589,11 @@ void kwp_consume__on_drained(void *arg, int empty) {
   if (s->state != ST_OPEN)
     return;
   flush(s);
+  /* A queue's worth since the last seek: the fetcher works; watch afresh. */
   if (empty && s->kick_bytes && queue_was_full(s) && !s->paused &&
-      !uv_is_active((uv_handle_t *)&s->kick_timer)) {
+      (s->kicks || !uv_is_active((uv_handle_t *)&s->kick_timer))) {
     s->kicks = 0;
-    uv_timer_start(&s->kick_timer, kick_tick, KICK_MS, KICK_MS);
+    uv_timer_start(&s->kick_timer, kick_tick, KICK_MS, 0);
   }
 }
 

@@ -25,7 +25,7 @@
  * coming back (e.g. after a broker restart) before its consumer leaves. */
 #define CLOSE_COMMIT_WAIT_MS 30000
 #define KICK_MS 10
-#define KICK_MAX 50
+#define KICK_MAX 7
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };

@@ -4,6 +4,7 @@ that never reads while 1 GB flows in, and a broker restart with manual
 commits."""
 
 import json
+import socket
 import threading
 import time
 
@@ -12,6 +13,7 @@ import websocket
 from confluent_kafka import Producer
 
 from conftest import create_topic, start_broker, wait_until
+from test_consume import wait_group
 from wsraw import WsRaw
 
 
@@ -108,6 +110,76 @@ def test_backlog_is_read_without_fetch_stalls(proxy, kafka, count, size,
 
 
 @pytest.mark.slow
+def test_sixteen_sockets_read_a_backlog_without_pauses(proxy, kafka):
+    """16 sockets of one group read a 16-partition backlog together. The
+    fetcher restart used to seek again every 10 ms while no records came, and
+    a seek discards the fetch in flight: once a fetch took longer than that
+    (a loaded machine, many consumers), sockets went without records for up
+    to 0.9 s. The group forms on an empty topic (joining has pauses of its
+    own), then the backlog is written, then read; gaps are measured across
+    all sockets."""
+    n, per = 16, 15000
+    topic = create_topic(kafka.bootstrap, n, prefix="many")
+    p = proxy()
+    group = "many-" + topic
+    socks = []
+    for i in range(n):
+        c = WsRaw(p.port)
+        c.handshake("/socket/out?clientId=m%d&groupId=%s&topic=%s" % (
+            i, group, topic))
+        socks.append(c)
+    wait_group(kafka, group, n, n)
+    fill(kafka.bootstrap, topic, n * per, 1000)
+    # Each record comes once (no rebalance while they are read): counting
+    # frames is enough, and cheap enough for Python to keep up.
+    count, arrivals, errors = [0], [], []
+    lock = threading.Lock()
+
+    def reader(c):
+        c.sock.settimeout(0.5)
+        buf = b""
+        deadline = time.monotonic() + 60
+        try:
+            while count[0] < n * per and time.monotonic() < deadline:
+                try:
+                    chunk = c.sock.recv(1 << 20)
+                except socket.timeout:
+                    continue
+                assert chunk, "connection closed"
+                now = time.monotonic()
+                buf += chunk
+                pos, frames = 0, 0
+                while len(buf) - pos >= 4:
+                    ln, hdr = buf[pos + 1] & 0x7F, 2
+                    if ln == 126:
+                        ln, hdr = int.from_bytes(buf[pos + 2:pos + 4],
+                                                 "big"), 4
+                    if len(buf) - pos < hdr + ln:
+                        break
+                    frames += buf[pos] & 0x0F == 1
+                    pos += hdr + ln
+                buf = buf[pos:]
+                with lock:
+                    arrivals.append(now)
+                    count[0] += frames
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=reader, args=(c,)) for c in socks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    for c in socks:
+        c.close()
+    assert not errors, errors[:3]
+    assert count[0] == n * per, "%d of %d records" % (count[0], n * per)
+    arrivals.sort()
+    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))[-3:]
+    assert gaps[-1] < 0.3, "%d records took %.1f s; longest pauses %s" % (
+        n * per, arrivals[-1] - arrivals[0], [round(g, 2) for g in gaps])
+
+
 def test_client_that_never_reads_while_1gb_flows_in(proxy, kafka):
     """The proxy pauses the partitions once the socket's send queue is full:
     its memory stays flat whatever flows into the topic, and other sockets
