@@ -431,17 +431,6 @@ def main():
         # fresh proxy; then latency; then throughput.
         proxy = Proxy(b.bootstrap, None, log)
         results["idle"] = idle(admin, proxy)
-        # The worst case per socket, each on a fresh proxy of its own (memory
-        # one run frees would hide the next run's growth).
-        results["stalled"] = []
-        for size, _ in FILL:
-            sp = Proxy(b.bootstrap, None, log)
-            try:
-                results["stalled"].append(stalled(sp, topics[size], size))
-            finally:
-                if sp.stop() != 0:
-                    problems.append("stalled-socket proxy: exit status %s"
-                                    % sp.proc.returncode)
         # A fresh broker JVM falls seconds behind 5,000 single-record
         # produce requests a second until it has warmed up (both consumers
         # then see p99 of several seconds): one unmeasured run first.
@@ -460,6 +449,17 @@ def main():
                              batch=BATCH, direct=False))
         if PERF:
             results["perf"] = profile(b, proxy, topics[1000])
+        # The worst case per socket, each on a fresh proxy of its own (memory
+        # one run frees would hide the next run's growth).
+        results["stalled"] = []
+        for size, _ in FILL:
+            sp = Proxy(b.bootstrap, None, log)
+            try:
+                results["stalled"].append(stalled(sp, topics[size], size))
+            finally:
+                if sp.stop() != 0:
+                    problems.append("stalled-socket proxy: exit status %s"
+                                    % sp.proc.returncode)
         results["proxy_rss_kb"] = status(proxy.pid, "VmRSS")
         results["proxy_peak_rss_kb"] = status(proxy.pid, "VmHWM")
         results["proxy_exit"] = proxy.stop()
