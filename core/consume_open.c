@@ -53,6 +53,8 @@ static void kick_setup(consume_sess_t *s, rd_kafka_conf_t *conf) {
     return;
   s->kick_bytes = (size_t)strtoull(v, NULL, 10) * 1024 * 3 / 4;
   s->kick_n = (size_t)strtoull(n_v, NULL, 10) * 3 / 4;
+  if (!s->kick_n)
+    s->kick_n = 1; /* queued.min.messages = 1: every record fills it */
   if (!s->kick_bytes)
     s->kick_bytes = 1; /* it doubles as "enabled" */
 }
