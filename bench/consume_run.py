@@ -243,24 +243,38 @@ def latency(b, admin, proxy, props, burst, seconds=None):
     return r
 
 
-def idle(admin, proxy):
-    """RSS and threads per idle consumer socket (joined, nothing to read)."""
-    tpc = topic(admin, 16)
-    pid = proxy.pid
-    rss0, thr0 = status(pid, "VmRSS"), status(pid, "Threads")
+def hold_sockets(proxy, tpc, hold, what, watch, no_read=False):
+    """IDLE consumer sockets of one group on @tpc, opened and held @hold s
+    by consume_bench (never read with @no_read); @watch() runs while they
+    are open (given the process), and what it returns is returned."""
     p = subprocess.Popen([TOOL, "--mode", "idle", "--port", str(proxy.port),
                           "--topic", tpc, "--connections", str(IDLE),
-                          "--hold", "5"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                          "--hold", str(hold)] +
+                         (["--no-read"] if no_read else []),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
     first = json.loads(p.stdout.readline() or "{}")
-    time.sleep(3)  # the consumers join the group and settle
-    rss1, thr1 = status(pid, "VmRSS"), status(pid, "Threads")
+    seen = watch(p)
     out, err = p.communicate(timeout=60)
-    time.sleep(1)
     if p.returncode != 0 or first.get("idle_connections") != IDLE:
-        problems.append("idle sockets: consume_bench exited %d: %s" % (
-            p.returncode, err.strip()[-1000:]))
-    proxy.alive("idle sockets")
+        problems.append("%s: consume_bench exited %d: %s" % (
+            what, p.returncode, err.strip()[-1000:]))
+    proxy.alive(what)
+    time.sleep(1)
+    return seen
+
+
+def idle(admin, proxy):
+    """RSS and threads per idle consumer socket (joined, nothing to read)."""
+    pid = proxy.pid
+    rss0, thr0 = status(pid, "VmRSS"), status(pid, "Threads")
+
+    def watch(_):
+        time.sleep(3)  # the consumers join the group and settle
+        return status(pid, "VmRSS"), status(pid, "Threads")
+
+    rss1, thr1 = hold_sockets(proxy, topic(admin, 16), 5, "idle sockets",
+                              watch)
     return {"sockets": IDLE, "rss_before_kb": rss0, "rss_open_kb": rss1,
             "rss_after_close_kb": status(pid, "VmRSS"),
             "threads_before": thr0, "threads_open": thr1,
@@ -276,24 +290,16 @@ def stalled(proxy, tpc, size, hold=8.0):
     end of the hold and at its highest, over the RSS before."""
     pid = proxy.pid
     rss0 = status(pid, "VmRSS")
-    p = subprocess.Popen([TOOL, "--mode", "idle", "--port", str(proxy.port),
-                          "--topic", tpc, "--connections", str(IDLE),
-                          "--hold", str(hold), "--no-read"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    first = json.loads(p.stdout.readline() or "{}")
-    samples = []
-    t_end = time.monotonic() + hold - 0.5
-    while time.monotonic() < t_end and p.poll() is None:
-        samples.append(status(pid, "VmRSS"))
-        time.sleep(0.25)
-    out, err = p.communicate(timeout=60)
-    if p.returncode != 0 or first.get("idle_connections") != IDLE:
-        problems.append("stalled sockets (%d B): consume_bench exited %d: %s"
-                        % (size, p.returncode, err.strip()[-1000:]))
-    proxy.alive("stalled sockets")
-    time.sleep(1)
-    samples = samples or [rss0]
+
+    def watch(tool):
+        samples, t_end = [], time.monotonic() + hold - 0.5
+        while time.monotonic() < t_end and tool.poll() is None:
+            samples.append(status(pid, "VmRSS"))
+            time.sleep(0.25)
+        return samples
+
+    samples = hold_sockets(proxy, tpc, hold, "stalled sockets (%d B)" % size,
+                           watch, no_read=True) or [rss0]
     return {"sockets": IDLE, "size": size, "hold_s": hold,
             "rss_before_kb": rss0,
             "rss_end_kb": samples[-1], "rss_max_kb": max(samples),

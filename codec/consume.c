@@ -7,7 +7,6 @@
 #include "codec/ws.h"
 #include "core/error.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,7 +99,7 @@ static int append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
     i = run + 1;
   }
   b->data[b->len++] = '"';
-  return (high & KWP_JS_HIGH_BITS) != 0;
+  return (high & KWP_UTF8_HIGH_BITS) != 0;
 }
 
 static int utf8_valid(const uint8_t *p, size_t n) {
@@ -300,13 +299,6 @@ static void append_headers(kwp_sbuf_t *b, const kwp_record_t *r) {
     }
   } while (r->header(r->hdrs, ++i, &name, &val, &len) == 0);
   APPEND_LIT(b, "]");
-}
-
-int kwp_consume_message_id(char *out, size_t outlen, const char *topic,
-                           int32_t partition, int64_t offset,
-                           int64_t timestamp) {
-  return snprintf(out, outlen, "%s-%" PRId32 "-%" PRId64 "-%" PRId64, topic,
-                  partition, offset, timestamp);
 }
 
 int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,

@@ -60,11 +60,6 @@ typedef struct kwp_record {
 int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
                        kwp_fmt_t val_fmt, const kwp_record_t *r);
 
-/** The record's wsProxyMessageId, `<topic>-<partition>-<offset>-<ts>`. */
-int kwp_consume_message_id(char *out, size_t outlen, const char *topic,
-                           int32_t partition, int64_t offset,
-                           int64_t timestamp);
-
 /**
  * Parse a commit frame `{"wsProxyMessageId": "<id>"}` (other fields
  * ignored), copying the id into @p id (NUL-terminated).

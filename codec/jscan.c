@@ -212,7 +212,7 @@ static size_t unescape(const char *raw, size_t len, char *d) {
  * with the character and on the bytes minus 0x20.
  */
 static int word_special(const uint8_t *p) {
-  const uint64_t ones = 0x0101010101010101ULL, highs = KWP_JS_HIGH_BITS;
+  const uint64_t ones = 0x0101010101010101ULL, highs = KWP_UTF8_HIGH_BITS;
   uint64_t w;
   memcpy(&w, p, 8);
   uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
@@ -304,7 +304,7 @@ static int js_str_raw(kwp_js_t *js, kwp_slice_t *raw, int *escaped) {
   }
   raw->ptr = js->p + 1;
   raw->len = (size_t)((const char *)q - raw->ptr);
-  if (high & KWP_JS_HIGH_BITS) {
+  if (high & KWP_UTF8_HIGH_BITS) {
     kwp_utf8_t u = {0, 0};
     if (kwp_utf8_feed(&u, (const uint8_t *)raw->ptr, raw->len) < 0 ||
         !kwp_utf8_complete(&u))

@@ -98,15 +98,13 @@ void kwp_js_error(const kwp_js_t *js, char *buf, size_t len);
  * The length of the longest prefix of [@p p, @p e) that a JSON string can
  * carry as it is (no '"', '\\' or control byte), 16 bytes at a time where
  * the CPU allows. Every byte of it is ORed into @p high, so bit 7 set
- * means non-ASCII was seen (and UTF-8 needs checking).
+ * means non-ASCII was seen (and UTF-8 needs checking: KWP_UTF8_HIGH_BITS).
  */
 size_t kwp_js_plain_run(const uint8_t *p, const uint8_t *e, uint64_t *high);
 /** kwp_js_plain_run() that also copies the run to @p dst (room for
  * e - p bytes), in the same pass. */
 size_t kwp_js_plain_copy(uint8_t *dst, const uint8_t *p, const uint8_t *e,
                          uint64_t *high);
-
-#define KWP_JS_HIGH_BITS 0x8080808080808080ULL
 
 /** Whether @p s equals the NUL-terminated @p lit. */
 static inline int kwp_slice_is(kwp_slice_t s, const char *lit) {

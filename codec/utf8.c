@@ -77,7 +77,7 @@ static size_t ascii_prefix(const uint8_t *p, size_t n) {
   for (; i + 8 <= n; i += 8) {
     uint64_t w;
     memcpy(&w, p + i, 8);
-    if (w & 0x8080808080808080ULL)
+    if (w & KWP_UTF8_HIGH_BITS)
       break;
   }
   while (i < n && p[i] < 0x80)

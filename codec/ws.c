@@ -206,7 +206,7 @@ static int payload_advance(kwp_ws_reader_t *r, uint8_t *buf, size_t len) {
   r->done = avail;
   /* ASCII between whole code points needs no second pass */
   if (frame_is_text(r) &&
-      ((seen & 0x8080808080808080ULL) || !kwp_utf8_complete(&r->utf8)) &&
+      ((seen & KWP_UTF8_HIGH_BITS) || !kwp_utf8_complete(&r->utf8)) &&
       kwp_utf8_feed(&r->utf8, p, n) < 0)
     return KWP_EUTF8;
   return 0;

@@ -111,6 +111,10 @@ int kwp_ws_close_code_valid(unsigned code);
  */
 int kwp_ws_accept_key(const char *key, size_t key_len, char out[29]);
 
+/* Bit 7 of each byte of a 64-bit word: any set means non-ASCII bytes, the
+ * only ones UTF-8 validation has to look at. */
+#define KWP_UTF8_HIGH_BITS 0x8080808080808080ULL
+
 /* Incremental UTF-8 validator; zero-initialise to start. state is the DFA
  * state, codepoint the bits of the sequence in progress. */
 typedef struct kwp_utf8 {

@@ -438,29 +438,6 @@ int kwp_conn_ws_send(kwp_conn_t *conn, int opcode, const void *data,
   return conn->pause & KWP_PAUSE_SENDQ ? KWP_EBACKPRESSURE : 0;
 }
 
-#define SEND_MANY_BATCH 64
-
-int kwp_conn_ws_send_many(kwp_conn_t *conn, int opcode, const uv_buf_t *msgs,
-                          unsigned n) {
-  uint8_t hdr[SEND_MANY_BATCH][10];
-  uv_buf_t bufs[2 * SEND_MANY_BATCH];
-  if (conn->closing || conn->draining || conn->ws_close_sent)
-    return UV_ECANCELED;
-  for (unsigned done = 0; done < n;) {
-    unsigned k = n - done < SEND_MANY_BATCH ? n - done : SEND_MANY_BATCH;
-    for (unsigned i = 0; i < k; i++) {
-      const uv_buf_t *m = &msgs[done + i];
-      bufs[2 * i] = uv_buf_init((char *)hdr[i], (unsigned)kwp_ws_header_encode(
-                                                    hdr[i], opcode, 1, m->len));
-      bufs[2 * i + 1] = *m;
-    }
-    kwp_conn__write(conn, bufs, 2 * k);
-    done += k;
-  }
-  conn->t_tx = uv_now(kwp_worker_loop(conn->wk));
-  return conn->pause & KWP_PAUSE_SENDQ ? KWP_EBACKPRESSURE : 0;
-}
-
 int kwp_conn_ws_send_framed(kwp_conn_t *conn, const void *frames, size_t len) {
   if (conn->closing || conn->draining || conn->ws_close_sent)
     return UV_ECANCELED;

@@ -52,14 +52,6 @@ int kwp_conn_ws_send(kwp_conn_t *conn, int opcode, const void *data,
                      size_t len);
 
 /**
- * Send @p n whole messages of type @p opcode in as few writes as possible
- * (one vectored write when the socket takes them all). Same returns as
- * kwp_conn_ws_send().
- */
-int kwp_conn_ws_send_many(kwp_conn_t *conn, int opcode, const uv_buf_t *msgs,
-                          unsigned n);
-
-/**
  * Send messages the caller framed itself (server frames: the
  * kwp_ws_header_encode() header, then the payload, back to back) in one
  * write: for many small messages, one buffer costs less than an iovec

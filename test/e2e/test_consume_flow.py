@@ -45,6 +45,27 @@ def rss_kb(pid):
     return 0
 
 
+def split_frames(buf):
+    """The opcodes of the whole server frames at the start of @buf and the
+    bytes they take, walking only the frame headers."""
+    pos, ops = 0, []
+    while len(buf) - pos >= 2:
+        n, hdr = buf[pos + 1] & 0x7F, 2
+        if n == 126:
+            if len(buf) - pos < 4:
+                break
+            n, hdr = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+        elif n == 127:
+            if len(buf) - pos < 10:
+                break
+            n, hdr = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+        if len(buf) - pos < hdr + n:
+            break
+        ops.append(buf[pos] & 0x0F)
+        pos += hdr + n
+    return ops, pos
+
+
 def read_frames_fast(sock, count, timeout=30):
     """Count @count server frames, reading big chunks and walking only the
     frame headers (a Python JSON parse per record would be the bottleneck
@@ -61,23 +82,9 @@ def read_frames_fast(sock, count, timeout=30):
             gaps.append(round(now - prev, 2))
         prev = now
         buf += chunk
-        pos = 0
-        while len(buf) - pos >= 2:
-            n = buf[pos + 1] & 0x7F
-            hdr = 2
-            if n == 126:
-                if len(buf) - pos < 4:
-                    break
-                n, hdr = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
-            elif n == 127:
-                if len(buf) - pos < 10:
-                    break
-                n, hdr = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
-            if len(buf) - pos < hdr + n:
-                break
-            assert buf[pos] & 0x0F == 1, "not a text frame"
-            pos += hdr + n
-            seen += 1
+        ops, pos = split_frames(buf)
+        assert all(op == 1 for op in ops), "not a text frame"
+        seen += len(ops)
         buf = buf[pos:]
     return gaps
 
@@ -148,20 +155,11 @@ def test_sixteen_sockets_read_a_backlog_without_pauses(proxy, kafka):
                 assert chunk, "connection closed"
                 now = time.monotonic()
                 buf += chunk
-                pos, frames = 0, 0
-                while len(buf) - pos >= 4:
-                    ln, hdr = buf[pos + 1] & 0x7F, 2
-                    if ln == 126:
-                        ln, hdr = int.from_bytes(buf[pos + 2:pos + 4],
-                                                 "big"), 4
-                    if len(buf) - pos < hdr + ln:
-                        break
-                    frames += buf[pos] & 0x0F == 1
-                    pos += hdr + ln
+                ops, pos = split_frames(buf)
                 buf = buf[pos:]
                 with lock:
                     arrivals.append(now)
-                    count[0] += frames
+                    count[0] += ops.count(1)
         except Exception as e:  # noqa: BLE001 (reported below)
             errors.append(repr(e))
 
