@@ -41,7 +41,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 # consumer unless consumer.kafka-client-properties set them; the direct
 # consumers get them with --set. On librdkafka >= 2.2 the proxy also sets
 # fetch.queue.backoff.ms=10, and so do the direct consumers then.
-SHIPPED = {"queued.max.messages.kbytes": "2048",
+SHIPPED = {"queued.max.messages.kbytes": "4096",
            "queued.min.messages": "10000",
            "max.partition.fetch.bytes": "262144",
            "fetch.max.bytes": "1048576"}

@@ -100,7 +100,7 @@ def read_frames_fast(sock, count, timeout=30):
 def test_backlog_is_read_without_fetch_stalls(proxy, kafka, count, size,
                                               config):
     """A backlog in 4 partitions, read by a fast client: librdkafka 2.0
-    stops fetching once the socket's queue is full (2 MB or 10,000 records
+    stops fetching once the socket's queue is full (4 MB or 10,000 records
     by default) and looks again only up to a second later, which shows as
     pauses of about a second; the proxy restarts the fetcher instead."""
     topic = create_topic(kafka.bootstrap, 4, prefix="backlog")
