@@ -23,7 +23,7 @@ TOOL = os.path.join(ROOT, "build", "bench", "produce_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
 SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
 HZ = os.sysconf("SC_CLK_TCK")
-PAIRS = int(os.environ.get("KWP_BENCH_PAIRS", "3"))
+PAIRS = int(os.environ.get("KWP_BENCH_PAIRS", "5"))
 WARM_RECORDS = 300000
 
 
@@ -88,10 +88,12 @@ def case(admin, b, proxy, port, size, n, conns):
         pair = {}
         for side in (("direct", "ws") if i % 2 == 0 else ("ws", "direct")):
             t = topic(admin)
+            b0 = cpu_seconds(b.proc.pid)
             if side == "direct":
                 pair["direct"] = run_tool([
                     "--mode", "direct", "--bootstrap", b.bootstrap, "--topic",
                     t, "--count", n, "--size", str(size)])
+                pair["direct_broker_cpu_s"] = cpu_seconds(b.proc.pid) - b0
             else:
                 c0 = cpu_seconds(proxy.pid)
                 pair["proxy"] = run_tool([
@@ -99,6 +101,7 @@ def case(admin, b, proxy, port, size, n, conns):
                     "--count", n, "--size", str(size), "--connections",
                     str(conns)])
                 pair["proxy_cpu_s"] = cpu_seconds(proxy.pid) - c0
+                pair["proxy_broker_cpu_s"] = cpu_seconds(b.proc.pid) - b0
             drop(admin, t)
         pair["ratio"] = pair["proxy"]["msgs_per_sec"] / \
             pair["direct"]["msgs_per_sec"]
@@ -115,6 +118,15 @@ def case(admin, b, proxy, port, size, n, conns):
                 [r["proxy_cpu_s"] / r["proxy"]["acked"] * 1e6 for r in runs]),
             "direct_cpu_s_per_M": median(
                 [r["direct"]["client_cpu_s"] / r["direct"]["acked"] * 1e6
+                 for r in runs]),
+            "load_generator_cpu_s_per_M": median(
+                [r["proxy"]["client_cpu_s"] / r["proxy"]["acked"] * 1e6
+                 for r in runs]),
+            "broker_cpu_s_per_M_direct": median(
+                [r["direct_broker_cpu_s"] / r["direct"]["acked"] * 1e6
+                 for r in runs]),
+            "broker_cpu_s_per_M_proxy": median(
+                [r["proxy_broker_cpu_s"] / r["proxy"]["acked"] * 1e6
                  for r in runs])}
 
 
@@ -187,6 +199,20 @@ def main():
             r["proxy_msgs_per_sec"], r["proxy_mb_per_sec"], r["ratio"],
             " ".join("%.2f" % x for x in r["pair_ratios"]),
             r["proxy_cpu_s_per_M"], r["direct_cpu_s_per_M"]))
+    print("\nwhere the machine's CPU went, s / 1M msgs (medians; the broker's "
+          "while each run lasted)")
+    print("\n| size | sockets | direct client | broker, direct run | direct "
+          "total | proxy | load generator | broker, proxy run | proxy total |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results["throughput"]:
+        dt = r["direct_cpu_s_per_M"] + r["broker_cpu_s_per_M_direct"]
+        pt = r["proxy_cpu_s_per_M"] + r["load_generator_cpu_s_per_M"] + \
+            r["broker_cpu_s_per_M_proxy"]
+        print("| %d B | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |"
+              % (r["size"], r["connections"], r["direct_cpu_s_per_M"],
+                 r["broker_cpu_s_per_M_direct"], dt, r["proxy_cpu_s_per_M"],
+                 r["load_generator_cpu_s_per_M"],
+                 r["broker_cpu_s_per_M_proxy"], pt))
     lat = results["latency"]
     print("\nopen loop at 5000 msg/s, 100 B (us): | | p50 | p99 | p99.9 |")
     for k in ("direct", "proxy"):
