@@ -197,17 +197,25 @@ def throughput(b, proxy, props, tpc, size, conns, batch=0, direct=True):
     base = ["--bootstrap", b.bootstrap, "--topic", tpc, "--size", str(size),
             "--connections", str(conns), "--seconds", str(CAP_SECONDS)]
     r = {"size": size, "connections": conns, "batch": batch}
+    broker = {}
+
+    def timed(key, label, args):
+        b0 = cpu_seconds(b.proc.pid)
+        r[key] = run_tool(label, args)
+        broker[key] = cpu_seconds(b.proc.pid) - b0
+
     if direct:
-        r["direct"] = run_tool("direct " + what,
-                               ["--mode", "direct"] + base + sets(props))
-        r["direct_defaults"] = run_tool(
-            "direct (librdkafka defaults) " + what, ["--mode", "direct"] + base)
+        timed("direct", "direct " + what,
+              ["--mode", "direct"] + base + sets(props))
+        timed("direct_defaults", "direct (librdkafka defaults) " + what,
+              ["--mode", "direct"] + base)
     c0 = cpu_seconds(proxy.pid)
-    p = run_tool("proxy " + what, ["--mode", "ws", "--port", str(proxy.port),
-                                   "--batch", str(batch)] + base)
+    timed("proxy", "proxy " + what, ["--mode", "ws", "--port",
+                                     str(proxy.port), "--batch", str(batch)]
+          + base)
+    p = r["proxy"]
     cpu = cpu_seconds(proxy.pid) - c0
     proxy.alive("proxy " + what)
-    r["proxy"] = p
     if p and p["received"]:
         r["proxy_cpu_s_per_M"] = cpu / p["received"] * 1e6
     for k in ("direct", "direct_defaults", "proxy"):
@@ -217,6 +225,10 @@ def throughput(b, proxy, props, tpc, size, conns, batch=0, direct=True):
         if x["received"]:
             x["cpu_s_per_M"] = (cpu if k == "proxy" else x["client_cpu_s"]) \
                 / x["received"] * 1e6
+            x["broker_cpu_s_per_M"] = broker[k] / x["received"] * 1e6
+            if k == "proxy":
+                x["load_generator_cpu_s_per_M"] = x["client_cpu_s"] / \
+                    x["received"] * 1e6
         for n in ("duplicates", "stray"):
             if x.get(n):
                 odd.append("%s %s: %d %s" % (k, what, x[n], n))
@@ -352,6 +364,28 @@ TP_HEAD = ("| size | sockets | proxy msg/s | proxy MB/s | direct, same "
            "s / 1M (same / defaults) | longest gap ms (proxy / same / "
            "defaults) | s from connect (proxy / same / defaults) |\n"
            "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def print_cpu(rows):
+    """Where the machine's CPU went per million records: on 2 cores the
+    side that needs more of it in all processes together reads slower."""
+    print("\nwhere the machine's CPU went, s / 1M records (each process over "
+          "the whole run)\n")
+    print("| size | sockets | direct (defaults) client | broker | total | "
+          "proxy | load generator | broker | total |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        d, p = r.get("direct_defaults") or {}, r.get("proxy") or {}
+        if "broker_cpu_s_per_M" not in d or "broker_cpu_s_per_M" not in p:
+            continue
+        dt = d["cpu_s_per_M"] + d["broker_cpu_s_per_M"]
+        pt = p["cpu_s_per_M"] + p["load_generator_cpu_s_per_M"] + \
+            p["broker_cpu_s_per_M"]
+        print("| %d B | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |"
+              % (r["size"], r["connections"], d["cpu_s_per_M"],
+                 d["broker_cpu_s_per_M"], dt, p["cpu_s_per_M"],
+                 p["load_generator_cpu_s_per_M"], p["broker_cpu_s_per_M"],
+                 pt))
 
 
 def profile(b, proxy, tpc):
@@ -504,6 +538,7 @@ def main():
             (x for x in rows if x["size"] == r["size"] and
              x["connections"] == r["connections"] and "direct" in x), r)
         print(fmt_tp(r, ref))
+    print_cpu(rows)
     print("\n## End-to-end latency, open loop %d msg/s x %.0f s, %d B, "
           "shipped defaults on both sides" % (RATE, LAT_SECONDS * SCALE,
                                               LAT_SIZE))
