@@ -66,9 +66,10 @@ typedef void (*kwp_kafka_topic_cb)(void *arg, int partitions);
 /**
  * Look up @p topic in the cached cluster metadata (refreshed on a miss, or
  * when older than 10 s, on libuv's thread pool; never per request when
- * cached). A topic missing or without a leader is looked at twice more,
- * 250 ms apart: one created a moment ago takes that long to show up. In dev
- * mode a missing topic is created (4 partitions).
+ * cached). A topic missing or without a leader is looked at four more
+ * times, 0.25, 0.5, 1 and 1.25 s apart (loop timers; no pool thread waits):
+ * one created a moment ago can take over 0.5 s to show up on a busy broker.
+ * In dev mode a missing topic is created at once (4 partitions).
  * @p cb runs on @p loop's thread, possibly before this returns.
  * @locality the thread running @p loop
  * @returns 0, or a libuv error (then @p cb is not called).

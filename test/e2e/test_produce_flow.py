@@ -242,6 +242,51 @@ def test_broker_restart_mid_stream(proxy):
     b.cleanup()
 
 
+def test_topic_that_shows_up_during_the_upgrade_is_usable(prod, kafka):
+    """The upgrade request comes before the topic exists, and the topic is
+    created a second later (as on a busy broker, where a new topic took over
+    0.5 s to show up in the metadata: `make bench` got 400 "does not exist"
+    for a topic whose creation Kafka had acknowledged). The proxy keeps
+    looking for 3 s before refusing; it used to give up after 0.5 s."""
+    import threading
+    import uuid
+    from confluent_kafka.admin import AdminClient, NewTopic
+    topic = "late-" + uuid.uuid4().hex[:10]
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    result = {}
+
+    def upgrade():
+        try:
+            result["ws"] = connect(prod, "clientId=late&topic=" + topic)
+        except Exception as e:  # noqa: BLE001 (asserted below)
+            result["error"] = e
+
+    t0 = time.monotonic()
+    t = threading.Thread(target=upgrade)
+    t.start()
+    time.sleep(1.0)
+    for f in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+        f.result(timeout=30)
+    t.join(30)
+    assert "error" not in result, "upgrade refused: %r" % result["error"]
+    ws = result["ws"]
+    assert time.monotonic() - t0 >= 1.0
+    send(ws, "x", mid=1)
+    r = recv(ws)
+    assert r.get("offset") == 0 and "error" not in r, r
+    ws.close()
+
+
+def test_unknown_topic_is_refused_within_a_few_seconds(prod):
+    """Looking again for a missing topic is bounded: 3 s of waits."""
+    t0 = time.monotonic()
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        connect(prod, "clientId=c&topic=never-" + str(time.monotonic_ns()))
+    assert e.value.status_code == 400
+    took = time.monotonic() - t0
+    assert 2.5 < took < 10, took
+
+
 def test_topic_created_a_moment_ago_is_usable(prod, kafka):
     """A topic created just before the upgrade is usable at once. `make
     bench` once got 400 "does not exist" here (the topic not yet in the
