@@ -14,7 +14,6 @@ import os
 import shutil
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "test", "kafka"))
 from broker import KafkaBroker  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from benchlib import (cpu_seconds, free_port, print_cpu_table,  # noqa: E402
+                      status_kb)
 
 TOOL = os.path.join(ROOT, "build", "bench", "consume_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
@@ -35,7 +36,6 @@ PROXY_RUN = os.path.join(ROOT, "build", "bench", "consume_proxy.bin")
 OUT = os.path.join(ROOT, "build", "bench")
 SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
 PERF = os.environ.get("KWP_BENCH_PERF", "") not in ("", "0")
-HZ = os.sysconf("SC_CLK_TCK")
 
 # The prefetch limits core/consume.c (small_buffers) gives every socket's
 # consumer unless consumer.kafka-client-properties set them; the direct
@@ -60,26 +60,6 @@ CAP_SECONDS = 30.0
 
 problems = []
 odd = []  # duplicates, stray records, runs stopped by the cap
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
-
-
-def status(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def topic(admin, partitions):
@@ -279,18 +259,18 @@ def hold_sockets(proxy, tpc, hold, what, watch, no_read=False):
 def idle(admin, proxy):
     """RSS and threads per idle consumer socket (joined, nothing to read)."""
     pid = proxy.pid
-    rss0, thr0 = status(pid, "VmRSS"), status(pid, "Threads")
+    rss0, thr0 = status_kb(pid, "VmRSS"), status_kb(pid, "Threads")
 
     def watch(_):
         time.sleep(3)  # the consumers join the group and settle
-        return status(pid, "VmRSS"), status(pid, "Threads")
+        return status_kb(pid, "VmRSS"), status_kb(pid, "Threads")
 
     rss1, thr1 = hold_sockets(proxy, topic(admin, 16), 5, "idle sockets",
                               watch)
     return {"sockets": IDLE, "rss_before_kb": rss0, "rss_open_kb": rss1,
-            "rss_after_close_kb": status(pid, "VmRSS"),
+            "rss_after_close_kb": status_kb(pid, "VmRSS"),
             "threads_before": thr0, "threads_open": thr1,
-            "threads_after_close": status(pid, "Threads"),
+            "threads_after_close": status_kb(pid, "Threads"),
             "bytes_per_socket": (rss1 - rss0) * 1024 // IDLE,
             "threads_per_socket": (thr1 - thr0) / IDLE}
 
@@ -301,12 +281,12 @@ def stalled(proxy, tpc, size, hold=8.0):
     unsent frames) is at its bound. Sampled every 0.25 s; the growth at the
     end of the hold and at its highest, over the RSS before."""
     pid = proxy.pid
-    rss0 = status(pid, "VmRSS")
+    rss0 = status_kb(pid, "VmRSS")
 
     def watch(tool):
         samples, t_end = [], time.monotonic() + hold - 0.5
         while time.monotonic() < t_end and tool.poll() is None:
-            samples.append(status(pid, "VmRSS"))
+            samples.append(status_kb(pid, "VmRSS"))
             time.sleep(0.25)
         return samples
 
@@ -315,7 +295,7 @@ def stalled(proxy, tpc, size, hold=8.0):
     return {"sockets": IDLE, "size": size, "hold_s": hold,
             "rss_before_kb": rss0,
             "rss_end_kb": samples[-1], "rss_max_kb": max(samples),
-            "rss_after_close_kb": status(pid, "VmRSS"),
+            "rss_after_close_kb": status_kb(pid, "VmRSS"),
             "bytes_per_socket_end": (samples[-1] - rss0) * 1024 // IDLE,
             "bytes_per_socket_max": (max(samples) - rss0) * 1024 // IDLE}
 
@@ -370,22 +350,17 @@ def print_cpu(rows):
     """Where the machine's CPU went per million records: on 2 cores the
     side that needs more of it in all processes together reads slower."""
     print("\nwhere the machine's CPU went, s / 1M records (each process over "
-          "the whole run)\n")
-    print("| size | sockets | direct (defaults) client | broker | total | "
-          "proxy | load generator | broker | total |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+          "the whole run)")
+    table = []
     for r in rows:
         d, p = r.get("direct_defaults") or {}, r.get("proxy") or {}
-        if "broker_cpu_s_per_M" not in d or "broker_cpu_s_per_M" not in p:
-            continue
-        dt = d["cpu_s_per_M"] + d["broker_cpu_s_per_M"]
-        pt = p["cpu_s_per_M"] + p["load_generator_cpu_s_per_M"] + \
-            p["broker_cpu_s_per_M"]
-        print("| %d B | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |"
-              % (r["size"], r["connections"], d["cpu_s_per_M"],
-                 d["broker_cpu_s_per_M"], dt, p["cpu_s_per_M"],
-                 p["load_generator_cpu_s_per_M"], p["broker_cpu_s_per_M"],
-                 pt))
+        if "broker_cpu_s_per_M" in d and "broker_cpu_s_per_M" in p:
+            table.append((r["size"], r["connections"],
+                          (d["cpu_s_per_M"], d["broker_cpu_s_per_M"]),
+                          (p["cpu_s_per_M"], p["load_generator_cpu_s_per_M"],
+                           p["broker_cpu_s_per_M"])))
+    print_cpu_table(["direct (defaults) client", "broker", "total"],
+                    ["proxy", "load generator", "broker", "total"], table)
 
 
 def profile(b, proxy, tpc):
@@ -500,8 +475,8 @@ def main():
                 if sp.stop() != 0:
                     problems.append("stalled-socket proxy: exit status %s"
                                     % sp.proc.returncode)
-        results["proxy_rss_kb"] = status(proxy.pid, "VmRSS")
-        results["proxy_peak_rss_kb"] = status(proxy.pid, "VmHWM")
+        results["proxy_rss_kb"] = status_kb(proxy.pid, "VmRSS")
+        results["proxy_peak_rss_kb"] = status_kb(proxy.pid, "VmHWM")
         results["proxy_exit"] = proxy.stop()
         proxy = None
     finally:

@@ -7,7 +7,6 @@ build/bench/produce_results.json. KWP_BENCH_SCALE scales message counts."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,33 +17,14 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "test", "kafka"))
 from broker import KafkaBroker  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from benchlib import (cpu_seconds, free_port, print_cpu_table,  # noqa: E402
+                      status_kb)
 
 TOOL = os.path.join(ROOT, "build", "bench", "produce_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
 SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
-HZ = os.sysconf("SC_CLK_TCK")
 PAIRS = int(os.environ.get("KWP_BENCH_PAIRS", "5"))
 WARM_RECORDS = 300000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
-
-
-def status_kb(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def topic(admin):
@@ -201,18 +181,13 @@ def main():
             r["proxy_cpu_s_per_M"], r["direct_cpu_s_per_M"]))
     print("\nwhere the machine's CPU went, s / 1M msgs (medians; the broker's "
           "while each run lasted)")
-    print("\n| size | sockets | direct client | broker, direct run | direct "
-          "total | proxy | load generator | broker, proxy run | proxy total |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in results["throughput"]:
-        dt = r["direct_cpu_s_per_M"] + r["broker_cpu_s_per_M_direct"]
-        pt = r["proxy_cpu_s_per_M"] + r["load_generator_cpu_s_per_M"] + \
-            r["broker_cpu_s_per_M_proxy"]
-        print("| %d B | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |"
-              % (r["size"], r["connections"], r["direct_cpu_s_per_M"],
-                 r["broker_cpu_s_per_M_direct"], dt, r["proxy_cpu_s_per_M"],
-                 r["load_generator_cpu_s_per_M"],
-                 r["broker_cpu_s_per_M_proxy"], pt))
+    print_cpu_table(
+        ["direct client", "broker, direct run", "direct total"],
+        ["proxy", "load generator", "broker, proxy run", "proxy total"],
+        [(r["size"], r["connections"],
+          (r["direct_cpu_s_per_M"], r["broker_cpu_s_per_M_direct"]),
+          (r["proxy_cpu_s_per_M"], r["load_generator_cpu_s_per_M"],
+           r["broker_cpu_s_per_M_proxy"])) for r in results["throughput"]])
     lat = results["latency"]
     print("\nopen loop at 5000 msg/s, 100 B (us): | | p50 | p99 | p99.9 |")
     for k in ("direct", "proxy"):

@@ -17,11 +17,12 @@ import os
 import platform
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+
+from benchlib import cpu_seconds, free_port
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("KWP_BIN", os.path.join(TOP, "build", "kafka-ws-proxy"))
@@ -32,24 +33,10 @@ SECONDS = float(os.environ.get("KWP_BENCH_SECONDS", "10"))
 WARMUP = float(os.environ.get("KWP_BENCH_WARMUP", "2"))
 IDLE = int(os.environ.get("KWP_BENCH_IDLE", "2000"))
 ECHO_RUNS = [(1, 64), (1, 1024), (100, 64), (100, 1024)]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    """utime + stime of a whole process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def rss_bytes(pid):

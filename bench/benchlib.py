@@ -1,0 +1,43 @@
+"""Helpers the benchmark drivers share: loopback ports, a process's CPU and
+memory from /proc, and the CPU-per-record table."""
+
+import os
+import socket
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """utime + stime of a whole process (all its threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def status_kb(pid, key):
+    """A kB field of /proc/<pid>/status (VmRSS, VmHWM), 0 when absent."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def print_cpu_table(direct, proxy, rows):
+    """Where the machine's CPU went, s per million records: @direct and
+    @proxy are the column labels of each side's processes followed by the
+    label of its total; @rows holds (size, sockets, direct parts, proxy
+    parts). On 2 cores the side with the larger total gets fewer records
+    per second."""
+    print("\n| size | sockets | %s |" % " | ".join(direct + proxy))
+    print("|---|---|" + "---|" * (len(direct) + len(proxy)))
+    for size, sockets, d, p in rows:
+        cells = list(d) + [sum(d)] + list(p) + [sum(p)]
+        print("| %d B | %d | %s |" % (size, sockets, " | ".join(
+            "%.2f" % x for x in cells)))
