@@ -32,6 +32,8 @@ void kwp_consume__unref(consume_sess_t *s) {
   kwp_cgate_free(s->gate);
   if (s->assigned)
     rd_kafka_topic_partition_list_destroy(s->assigned);
+  if (s->sought)
+    rd_kafka_topic_partition_list_destroy(s->sought);
   free(s->held);
   free(s);
 }
@@ -51,7 +53,20 @@ static void sess_fail(consume_sess_t *s, int err, const char *why) {
 
 /* --- pausing the partitions --- */
 
+/* A socket over its send bound or its rate first only stops taking records
+ * from its consumer's queue (the bridge is held): librdkafka's queue bounds
+ * itself and the records it holds go out as soon as the socket has room.
+ * Pausing the partitions at once, as we did, made librdkafka drop what it
+ * had prefetched (up to 4 MB) and fetch it again on resume; and that fetch
+ * waited behind the one in flight, which at a partition's end is a long
+ * poll of up to fetch.wait.max.ms (500 ms): with 16 sockets reading a
+ * backlog, the last records came half a second late. Only a socket held for
+ * HOLD_PAUSE_MS gets its partitions paused, so that its consumer takes
+ * events again: librdkafka leaves the group of a consumer whose queue is not
+ * served for max.poll.interval.ms, and rebalances wait for it. */
+
 static void fetch_restart(consume_sess_t *s);
+static void kick_watch(consume_sess_t *s);
 
 static void partitions_pause(consume_sess_t *s, int pause) {
   if (s->assigned && s->assigned->cnt) {
@@ -60,15 +75,28 @@ static void partitions_pause(consume_sess_t *s, int pause) {
     else
       rd_kafka_resume_partitions(s->rk, s->assigned);
   }
+  s->kpaused = pause;
   /* A resume does not wake librdkafka 2.0's fetcher either (fetch_restart()).
    */
   if (!pause && s->kick_bytes)
     fetch_restart(s);
 }
 
+/* Held too long: pause the partitions and serve the queue again (records
+ * already fetched are kept by on_fetch() for the resume). */
+static void hold_over(uv_timer_t *t) {
+  consume_sess_t *s = t->data;
+  if (!s->paused || s->state != ST_OPEN)
+    return;
+  partitions_pause(s, 1);
+  kwp_kbridge_hold(s->kb, 0);
+}
+
 static void pause_set(consume_sess_t *s, int bit) {
-  if (!s->paused)
-    partitions_pause(s, 1);
+  if (!s->paused) {
+    kwp_kbridge_hold(s->kb, 1);
+    uv_timer_start(&s->hold_timer, hold_over, HOLD_PAUSE_MS, 0);
+  }
   s->paused |= bit;
 }
 
@@ -81,8 +109,14 @@ static void pause_clear(consume_sess_t *s, int bit) {
   if (s->paused || s->state != ST_OPEN)
     return;
   release_held(s);
-  if (!s->paused)
-    partitions_pause(s, 0);
+  if (s->paused)
+    return; /* what was held filled the socket or the rate again */
+  uv_timer_stop(&s->hold_timer);
+  if (s->kpaused)
+    partitions_pause(s, 0); /* seeks, which restarts the fetcher */
+  else if (s->q_full)
+    kick_watch(s); /* its queue filled while held: the fetcher stopped */
+  kwp_kbridge_hold(s->kb, 0);
 }
 
 /* --- commits --- */
@@ -251,7 +285,7 @@ static void record_emit(consume_sess_t *s, rd_kafka_message_t *rkm) {
     frame_end(s);
     s->in_batch = 0;
   }
-  s->drained += rkm->len + rkm->key_len;
+  s->drained += rkm->len;
   s->drained_n++;
   s->last_rx = now_ms(s);
   if (s->stack) {
@@ -324,6 +358,22 @@ static int no_offset(const consume_sess_t *s, rd_kafka_resp_err_t err) {
          !strcmp(s->reset, "none");
 }
 
+/* Was the queue at one of its bounds? librdkafka decides whether to fetch
+ * again right after it queued a fetch response, the only time the queue
+ * grows: a queue seen at a bound means the fetcher stopped (see
+ * fetch_restart()); one seen below it most likely means a fetch in flight,
+ * which a kick would cancel. We look at the first record of each drain and
+ * every QLOOK_EVERY records (the queue's lock stays off the per-record
+ * path), so a bound counts as reached QLOOK_EVERY records early. The bytes
+ * (librdkafka counts payloads) are estimated from the records' average
+ * size: librdkafka only tells the count. */
+static void queue_look(consume_sess_t *s, const rd_kafka_message_t *m) {
+  size_t n = rd_kafka_queue_length(s->rkq) + 1 + QLOOK_EVERY;
+  size_t avg = s->drained_n ? s->drained / s->drained_n : m->len;
+  if (n >= s->kick_n || n * avg >= s->kick_bytes)
+    s->q_full = 1;
+}
+
 static void on_fetch(consume_sess_t *s, rd_kafka_event_t *rkev) {
   const rd_kafka_message_t *m = rd_kafka_event_message_next(rkev);
   if (!m || s->state != ST_OPEN || !s->conn) {
@@ -339,6 +389,10 @@ static void on_fetch(consume_sess_t *s, rd_kafka_event_t *rkev) {
                  s->topic, rd_kafka_message_errstr(m));
     rd_kafka_event_destroy(rkev);
     return;
+  }
+  if (s->q_look || (s->kick_bytes && ++s->q_seen % QLOOK_EVERY == 0)) {
+    s->q_look = 0;
+    queue_look(s, m);
   }
   /* Fetched before a pause took effect: keep it for the resume (bounded
    * by what librdkafka had prefetched). */
@@ -380,6 +434,11 @@ static void drop_revoked(consume_sess_t *s,
 static void assigned_update(consume_sess_t *s,
                             const rd_kafka_topic_partition_list_t *parts,
                             int assign, int coop) {
+  if (s->sought) { /* a partition assigned again starts where it was committed
+                    */
+    rd_kafka_topic_partition_list_destroy(s->sought);
+    s->sought = NULL;
+  }
   if (!coop || !s->assigned) {
     if (s->assigned)
       rd_kafka_topic_partition_list_destroy(s->assigned);
@@ -411,7 +470,7 @@ static void on_rebalance(consume_sess_t *s, rd_kafka_event_t *rkev) {
     assigned_update(s, parts, 1, coop);
     for (int i = 0; s->written && i < parts->cnt; i++)
       kwp_written_assign(s->written, parts->elems[i].partition);
-    if (s->paused)
+    if (s->kpaused)
       rd_kafka_pause_partitions(s->rk, parts);
   } else {
     drop_revoked(s, parts);
@@ -528,73 +587,103 @@ void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg) {
 }
 
 /* librdkafka before 2.2 stops fetching when the consumer's queue (all its
- * partitions together) reached queued.max.messages.kbytes, and looks again
- * only when its broker thread next wakes, up to 1 s later: a socket catching
- * up on a backlog would get one queue's worth per second. A seek wakes that
- * thread. So once we have delivered about a queue's worth and then records
- * stop coming for KICK_MS, we seek every partition to where it is (its next
- * record), which restarts the fetcher; and again while nothing comes (the
- * first seek may land while the queue still counts as full), each time
- * waiting twice as long, for up to KICK_MAX tries (about 1.3 s, past
- * librdkafka's own second). The waits grow because a seek also discards a
- * fetch in flight: on a loaded machine a fetch takes longer than KICK_MS, and
- * seeks every KICK_MS kept 16 sockets from getting any records for up to
- * 0.9 s. Records already in librdkafka's queue mean no stall. A quiet topic
- * costs a few no-op seeks per backlog. */
-static void fetch_restart(consume_sess_t *s) {
-  if (!s->assigned || !s->assigned->cnt)
-    return;
+ * partitions together) reached queued.max.messages.kbytes or
+ * queued.min.messages, and looks again only when its broker thread next
+ * wakes, up to 1 s later: a socket catching up on a backlog would get one
+ * queue's worth per second. A seek wakes that thread. So when a look at the
+ * queue (queue_look()) found it near a bound, and then it ran empty and
+ * records stop coming for KICK_MS, we seek the partitions to where they are
+ * (their next record), which restarts the fetcher. A seek also discards the
+ * fetch in flight, and the new fetch waits for it: it must only come when
+ * the fetcher has stopped. Kicking whenever records paused after a queue's
+ * worth had been delivered cancelled healthy fetches on a loaded machine
+ * (fetches taking 20-180 ms), and cancelled the long poll at a partition's
+ * end (up to fetch.wait.max.ms, 500 ms) and waited for it: with 16 sockets
+ * reading a backlog, the last records came half a second late. If nothing
+ * comes, we seek again after KICK_RETRY_MS, then twice as long, for up to
+ * KICK_MAX tries (past librdkafka's own second). A socket paused when the
+ * wait ends is watched again when it resumes (pause_clear()): giving up then
+ * left the fetcher stopped by the queue the socket filled while held, and
+ * 16 sockets reading a backlog saw gaps of 0.4 to 0.6 s. */
+
+/* Where each assigned partition's next record is; partitions with nothing
+ * delivered yet are left out. A seek forgets the position until the next
+ * record is delivered: then it is where the last seek went. */
+static rd_kafka_topic_partition_list_t *positions(consume_sess_t *s) {
   rd_kafka_topic_partition_list_t *l =
       rd_kafka_topic_partition_list_copy(s->assigned);
   rd_kafka_position(s->rk, l);
-  for (int i = l->cnt - 1; i >= 0; i--)
-    if (l->elems[i].offset < 0) /* nothing delivered yet */
+  for (int i = l->cnt - 1; i >= 0; i--) {
+    rd_kafka_topic_partition_t *p = &l->elems[i], *was;
+    if (p->offset < 0 && s->sought &&
+        (was = rd_kafka_topic_partition_list_find(s->sought, p->topic,
+                                                  p->partition)))
+      p->offset = was->offset;
+    if (p->offset < 0)
       rd_kafka_topic_partition_list_del_by_idx(l, i);
+  }
+  return l;
+}
+
+static void seek_to(consume_sess_t *s, rd_kafka_topic_partition_list_t *l) {
   rd_kafka_error_t *e = l->cnt ? rd_kafka_seek_partitions(s->rk, l, 0) : NULL;
   if (e)
     rd_kafka_error_destroy(e);
-  rd_kafka_topic_partition_list_destroy(l);
+  if (s->sought)
+    rd_kafka_topic_partition_list_destroy(s->sought);
+  s->sought = l;
 }
 
-/* Whether what came since the queue was last empty filled it to either of
- * its bounds: then an empty queue may mean a stalled fetcher. */
-static int queue_was_full(const consume_sess_t *s) {
-  return s->drained >= s->kick_bytes || s->drained_n >= s->kick_n;
+static void fetch_restart(consume_sess_t *s) {
+  if (s->assigned && s->assigned->cnt)
+    seek_to(s, positions(s));
+}
+
+/* How long without records before kick number @p kicks + 1. */
+static uint64_t kick_wait(int kicks) {
+  return kicks ? (uint64_t)KICK_RETRY_MS << (kicks - 1) : KICK_MS;
+}
+
+static void kick_tick(uv_timer_t *t);
+
+/* Watch for a stall from now: kick if no record comes for KICK_MS. */
+static void kick_watch(consume_sess_t *s) {
+  s->kicks = 0;
+  uv_timer_start(&s->kick_timer, kick_tick, KICK_MS, 0);
 }
 
 static void kick_tick(uv_timer_t *t) {
   consume_sess_t *s = t->data;
-  uint64_t since = now_ms(s) - s->last_rx, wait = (uint64_t)KICK_MS << s->kicks;
-  if (s->state != ST_OPEN || s->paused || s->kicks >= KICK_MAX) {
-    s->drained = s->drained_n = 0; /* gave up: the topic is just quiet */
+  uint64_t since = now_ms(s) - s->last_rx, wait = kick_wait(s->kicks);
+  if (s->state != ST_OPEN || s->paused)
+    return; /* pause_clear() watches again */
+  if (s->kicks >= KICK_MAX || !s->assigned || !s->assigned->cnt) {
+    s->q_full = 0; /* gave up: the topic is just quiet */
     return;
   }
   if (rd_kafka_queue_length(s->rkq) > 0)
     return; /* not stalled: the bridge delivers them, then looks again */
   if (since < wait) {
-    if (s->kicks || queue_was_full(s)) { /* records may stop any moment */
-      s->kicks = 0;
-      uv_timer_start(t, kick_tick, KICK_MS, 0);
-    }
+    if (s->kicks || s->q_full) /* records may stop any moment */
+      kick_watch(s);
     return; /* else the queue has not filled again since: no stall */
   }
   s->kicks++;
-  s->drained = s->drained_n = 0; /* count what this kick brings */
-  fetch_restart(s);
-  uv_timer_start(t, kick_tick, (uint64_t)KICK_MS << s->kicks, 0);
+  s->q_full = 0; /* watch what this kick brings */
+  s->drained = s->drained_n = 0;
+  seek_to(s, positions(s));
+  uv_timer_start(t, kick_tick, kick_wait(s->kicks), 0);
 }
 
 void kwp_consume__on_drained(void *arg, int empty) {
   consume_sess_t *s = arg;
   if (s->state != ST_OPEN)
     return;
+  s->q_look = s->kick_bytes != 0;
   flush(s);
-  /* A queue's worth since the last seek: the fetcher works; watch afresh. */
-  if (empty && s->kick_bytes && queue_was_full(s) && !s->paused &&
-      (s->kicks || !uv_is_active((uv_handle_t *)&s->kick_timer))) {
-    s->kicks = 0;
-    uv_timer_start(&s->kick_timer, kick_tick, KICK_MS, 0);
-  }
+  if (empty && s->q_full && !s->paused &&
+      (s->kicks || !uv_is_active((uv_handle_t *)&s->kick_timer)))
+    kick_watch(s);
 }
 
 /* --- socket callbacks --- */
@@ -714,6 +803,8 @@ static void consume_close(kwp_conn_t *conn, void *state) {
   uv_close((uv_handle_t *)&s->rate_timer, handle_closed);
   uv_close((uv_handle_t *)&s->commit_timer, handle_closed);
   uv_close((uv_handle_t *)&s->kick_timer, handle_closed);
+  uv_close((uv_handle_t *)&s->hold_timer, handle_closed);
+  kwp_kbridge_hold(s->kb, 0); /* the closing consumer's events must flow */
   if (kwp_cgate_waiting(s->gate)) { /* now rather than after the backoff */
     uv_timer_stop(&s->retry_timer);
     retry_cb(&s->retry_timer);

@@ -25,7 +25,10 @@
  * coming back (e.g. after a broker restart) before its consumer leaves. */
 #define CLOSE_COMMIT_WAIT_MS 30000
 #define KICK_MS 10
-#define KICK_MAX 7
+#define KICK_RETRY_MS 200
+#define KICK_MAX 3
+#define QLOOK_EVERY 64
+#define HOLD_PAUSE_MS 2000
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
@@ -57,16 +60,24 @@ typedef struct kwp_consume_sess {
   size_t nheld, held_cap;
   kwp_rate_t *rate_sock, *rate_group;
   uv_timer_t rate_timer, commit_timer, close_timer, retry_timer, kick_timer;
+  uv_timer_t hold_timer;  /* a held socket's partitions pause after this */
+  int kpaused;            /* its partitions are paused in librdkafka */
   kwp_cgate_t *gate;      /* commits in order, one in flight per partition */
   kwp_written_t *written; /* autoCommit=true */
   kwp_session_claim_t *claim; /* this socket's place in its group */
   rd_kafka_topic_partition_list_t *assigned; /* NULL until the first one */
-  /* librdkafka < 2.2 only (see fetch_restart()): bytes and records delivered
-   * since the queue was last empty, and the levels that mean "it was full"
-   * (3/4 of queued.max.messages.kbytes and of queued.min.messages). */
+  rd_kafka_topic_partition_list_t *sought;   /* fetch_restart()'s last seek */
+  /* librdkafka < 2.2 only (see fetch_restart()): payload bytes and records
+   * delivered since the last kick (their average size estimates the queue's
+   * bytes), and the queue's bounds (queued.max.messages.kbytes in bytes,
+   * queued.min.messages). */
   size_t drained, kick_bytes, drained_n, kick_n;
   uint64_t last_rx; /* when a record last came (loop time, ms) */
   int kicks;
+  unsigned
+      q_look : 1; /* the next record is a drain's first: look at the queue */
+  unsigned q_full : 1; /* a look found it at a bound since the last kick */
+  unsigned q_seen;     /* records, to look every QLOOK_EVERY */
   int commits_inflight;
   uint64_t commit_failures;
   uv_work_t destroy;

@@ -41,8 +41,8 @@ static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
                                                                            : -1;
 }
 
-/* Whether fetch_restart() is needed, and its levels: 3/4 of each queue
- * bound, bytes and records. */
+/* Whether fetch_restart() is needed, and the queue's bounds, bytes and
+ * records. */
 static void kick_setup(consume_sess_t *s, rd_kafka_conf_t *conf) {
   char v[64], n_v[64];
   size_t n = sizeof(v), n_n = sizeof(n_v);
@@ -55,8 +55,8 @@ static void kick_setup(consume_sess_t *s, rd_kafka_conf_t *conf) {
       rd_kafka_conf_get(conf, "queued.min.messages", n_v, &n_n) !=
           RD_KAFKA_CONF_OK)
     return;
-  s->kick_bytes = (size_t)strtoull(v, NULL, 10) * 1024 * 3 / 4;
-  s->kick_n = (size_t)strtoull(n_v, NULL, 10) * 3 / 4;
+  s->kick_bytes = (size_t)strtoull(v, NULL, 10) * 1000; /* as librdkafka */
+  s->kick_n = (size_t)strtoull(n_v, NULL, 10);
   if (!s->kick_n)
     s->kick_n = 1; /* queued.min.messages = 1: every record fills it */
   if (!s->kick_bytes)
@@ -77,6 +77,7 @@ static rd_kafka_t *consumer_create(consume_sess_t *s, char *errbuf,
                           errbuf, errlen) == RD_KAFKA_CONF_INVALID)
       goto fail; /* UNKNOWN: an older librdkafka, fine */
   kick_setup(s, conf);
+  s->q_look = s->kick_bytes != 0;
   if (conf_set(conf, "group.id", s->group_id, errbuf, errlen) ||
       conf_set(conf, "client.id", s->client_id, errbuf, errlen) ||
       conf_set(conf, "auto.offset.reset",
@@ -223,10 +224,11 @@ static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
   uv_timer_init(loop, &s->close_timer);
   uv_timer_init(loop, &s->retry_timer);
   uv_timer_init(loop, &s->kick_timer);
+  uv_timer_init(loop, &s->hold_timer);
   s->rate_timer.data = s->commit_timer.data = s->close_timer.data = s;
-  s->retry_timer.data = s->kick_timer.data = s;
-  /* The socket, five timers and the consumer's destroy. */
-  s->refs = 7;
+  s->retry_timer.data = s->kick_timer.data = s->hold_timer.data = s;
+  /* The socket, six timers and the consumer's destroy. */
+  s->refs = 8;
   int64_t every = s->auto_commit ? s->cfg->consumer.auto_commit_interval_ms
                   : s->cfg->commit_handler.auto_commit_enabled
                       ? s->cfg->commit_handler.auto_commit_interval_ms

@@ -21,6 +21,7 @@ struct kwp_kbridge {
   void *arg;
   void (*done)(void *arg);
   void *done_arg;
+  int held; /* kwp_kbridge_hold() */
 };
 
 static void kbridge_poll_cb(uv_poll_t *h, int status, int events) {
@@ -39,7 +40,7 @@ void kwp_kbridge_set_drained(kwp_kbridge_t *kb,
 
 void kwp_kbridge_drain(kwp_kbridge_t *kb) {
   int i = 0;
-  for (; i < KBRIDGE_BUDGET; i++) {
+  for (; i < KBRIDGE_BUDGET && !kb->held; i++) {
     rd_kafka_event_t *rkev = rd_kafka_queue_poll(kb->rkq, 0);
     if (!rkev)
       break;
@@ -51,7 +52,22 @@ void kwp_kbridge_drain(kwp_kbridge_t *kb) {
     (void)r;
   }
   if (kb->drained)
-    kb->drained(kb->arg, i < KBRIDGE_BUDGET);
+    kb->drained(kb->arg, i < KBRIDGE_BUDGET && !kb->held);
+}
+
+void kwp_kbridge_hold(kwp_kbridge_t *kb, int hold) {
+  if (kb->held == !!hold)
+    return;
+  kb->held = !!hold;
+  if (hold) {
+    uv_poll_stop(&kb->poll);
+    return;
+  }
+  uv_poll_start(&kb->poll, UV_READABLE, kbridge_poll_cb);
+  /* librdkafka wrote to the pipe only when the queue turned non-empty, which
+   * it may not have since: wake ourselves for what it holds. */
+  ssize_t r = write(kb->fds[1], "1", 1);
+  (void)r;
 }
 
 kwp_kbridge_t *kwp_kbridge_new(uv_loop_t *loop, rd_kafka_queue_t *rkq,

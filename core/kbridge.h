@@ -40,6 +40,15 @@ void kwp_kbridge_set_drained(kwp_kbridge_t *kb,
 void kwp_kbridge_drain(kwp_kbridge_t *kb);
 
 /**
+ * Stop taking events (@p hold = 1), or take them again (0). Held, the events
+ * stay in librdkafka's queue, which bounds itself (a consumer stops fetching
+ * at queued.max.messages.kbytes); a drain in progress stops after the
+ * current event and reports @p empty = 0. Taking them again drains on the
+ * loop's next iteration, never inside this call. @locality the loop's thread
+ */
+void kwp_kbridge_hold(kwp_kbridge_t *kb, int hold);
+
+/**
  * Stop watching and free once libuv has closed the poll handle; events still
  * queued stay in @p rkq. @p done (may be NULL) runs after the handle closed.
  * @locality the loop's thread

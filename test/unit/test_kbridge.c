@@ -75,6 +75,91 @@ KWP_TEST(kbridge_delivery_reports_reach_loop) {
   rd_kafka_destroy(rk);
 }
 
+/* A held bridge leaves the delivery reports in librdkafka's queue. Let go,
+ * it takes them again; held again from inside an event callback, it stops
+ * after that event, and let go once more it delivers the rest although
+ * nothing is enqueued since (librdkafka writes to the fd only when the queue
+ * turns non-empty, and the first drain emptied the pipe). */
+typedef struct hold_test {
+  bridge_test_t bt;
+  rd_kafka_queue_t *rkq;
+  uv_timer_t check, release;
+  int ticks, seen_while_held, seen_in_second_hold, holds;
+  size_t queued_while_held;
+} hold_test_t;
+
+static void ht_release(uv_timer_t *t) {
+  hold_test_t *ht = t->data;
+  ht->seen_in_second_hold = ht->bt.delivered;
+  uv_close((uv_handle_t *)t, NULL);
+  kwp_kbridge_hold(ht->bt.kb, 0);
+}
+
+static void ht_event(rd_kafka_event_t *rkev, void *arg) {
+  hold_test_t *ht = arg;
+  if (ht->holds == 1) { /* the first event after the first let-go */
+    ht->holds = 2;
+    kwp_kbridge_hold(ht->bt.kb, 1);
+    uv_timer_start(&ht->release, ht_release, 100, 0);
+  }
+  bt_event(rkev, &ht->bt);
+}
+
+/* Some reports are queued: give the rest 200 ms, then let go. */
+static void ht_check(uv_timer_t *t) {
+  hold_test_t *ht = t->data;
+  if (rd_kafka_queue_length(ht->rkq) == 0 || ++ht->ticks < 10)
+    return;
+  ht->seen_while_held = ht->bt.delivered + ht->bt.failed;
+  ht->queued_while_held = rd_kafka_queue_length(ht->rkq);
+  ht->holds = 1;
+  uv_close((uv_handle_t *)t, NULL);
+  kwp_kbridge_hold(ht->bt.kb, 0);
+}
+
+KWP_TEST(kbridge_hold_keeps_events_queued) {
+  char err[512];
+  uv_loop_t loop;
+  hold_test_t ht = {0};
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  ASSERT(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", err,
+                           sizeof(err)) == RD_KAFKA_CONF_OK);
+  rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+  /* Small batches: many reports, so some are left after the second hold. */
+  rd_kafka_conf_set(conf, "batch.num.messages", "50", NULL, 0);
+  rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  ASSERT(rk != NULL);
+  ht.rkq = rd_kafka_queue_get_main(rk);
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  ht.bt.kb = kwp_kbridge_new(&loop, ht.rkq, ht_event, &ht, err, sizeof(err));
+  ASSERT(ht.bt.kb != NULL);
+  kwp_kbridge_hold(ht.bt.kb, 1);
+  uv_timer_init(&loop, &ht.bt.deadline);
+  ht.bt.deadline.data = &ht.bt;
+  uv_timer_start(&ht.bt.deadline, bt_deadline, 20000, 0);
+  uv_timer_init(&loop, &ht.check);
+  uv_timer_init(&loop, &ht.release);
+  ht.check.data = ht.release.data = &ht;
+  uv_timer_start(&ht.check, ht_check, 20, 20);
+  for (int i = 0; i < N_MSGS; i++)
+    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("bridge-hold"),
+                                RD_KAFKA_V_VALUE("held", 4),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_END),
+              0);
+  ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(ht.seen_while_held, 0);
+  ASSERT(ht.queued_while_held > 1);
+  ASSERT_EQ(ht.holds, 2);
+  ASSERT(ht.seen_in_second_hold > 0 && ht.seen_in_second_hold < N_MSGS);
+  ASSERT_EQ(ht.bt.delivered, N_MSGS);
+  ASSERT_EQ(ht.bt.closed, 1);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rd_kafka_queue_destroy(ht.rkq);
+  rd_kafka_destroy(rk);
+}
+
 KWP_TEST(log_ratelimit_drops_and_counts) {
   kwp_log_ratelimit_t rl = KWP_LOG_RATELIMIT_INIT;
   int dropped = 0, ok = 0;
