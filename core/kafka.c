@@ -37,6 +37,10 @@ struct kwp_kafka {
   topic_entry_t *topics;  /* sorted by name */
   size_t ntopics;
   uint64_t topics_at; /* uv_hrtime() of the last refresh, 0 = never */
+  /* One refresh at a time; lookups that waited for it use its result (see
+   * topic_work()). */
+  uv_mutex_t refresh_lock;
+  uint64_t refreshes; /* metadata requests made, for kwp_kafka_refreshes() */
   char *bootstrap;
   rd_kafka_t *mock_rk; /* owns the dev-mode mock cluster */
   rd_kafka_mock_cluster_t *mcluster;
@@ -184,6 +188,7 @@ kwp_kafka_t *kwp_kafka_new(const kwp_config_t *cfg, char *errbuf,
   }
   kafka->cfg = cfg;
   uv_mutex_init(&kafka->topics_lock);
+  uv_mutex_init(&kafka->refresh_lock);
   if (cfg->dev_mode) {
     if (kafka_start_mock(kafka, errbuf, errlen))
       goto fail;
@@ -223,6 +228,7 @@ void kwp_kafka_free(kwp_kafka_t *kafka) {
     free(kafka->topics[i].name);
   free(kafka->topics);
   uv_mutex_destroy(&kafka->topics_lock);
+  uv_mutex_destroy(&kafka->refresh_lock);
   free(kafka->bootstrap);
   free(kafka);
 }
@@ -306,8 +312,9 @@ typedef struct topic_req {
   kwp_kafka_topic_cb cb;
   void *arg;
   char *topic;
-  int result;  /* partitions, -1 while missing, or KWP_EKAFKA */
-  int pending; /* missing or without a leader in the last look */
+  int result;     /* partitions, -1 while missing, or KWP_EKAFKA */
+  int pending;    /* missing or without a leader in the last look */
+  uint64_t asked; /* uv_hrtime() when this look was queued */
   unsigned looks;
 } topic_req_t;
 
@@ -316,11 +323,16 @@ static int topic_cmp(const void *a, const void *b) {
                 ((const topic_entry_t *)b)->name);
 }
 
+/* Caller holds topics_lock. */
+static int topic_fresh(const kwp_kafka_t *kafka) {
+  return kafka->topics_at &&
+         uv_hrtime() - kafka->topics_at <= (uint64_t)TOPIC_CACHE_MS * 1000000;
+}
+
 /* -1 when absent or when the cache is stale. Caller holds topics_lock. */
 static int topic_cached(kwp_kafka_t *kafka, const char *topic) {
   topic_entry_t key = {.name = (char *)topic};
-  if (!kafka->topics_at ||
-      uv_hrtime() - kafka->topics_at > (uint64_t)TOPIC_CACHE_MS * 1000000)
+  if (!topic_fresh(kafka))
     return -1;
   topic_entry_t *e =
       bsearch(&key, kafka->topics, kafka->ntopics, sizeof(key), topic_cmp);
@@ -328,7 +340,8 @@ static int topic_cached(kwp_kafka_t *kafka, const char *topic) {
 }
 
 static void topic_cache_store(kwp_kafka_t *kafka,
-                              const struct rd_kafka_metadata *md) {
+                              const struct rd_kafka_metadata *md,
+                              uint64_t asked) {
   topic_entry_t *t = calloc((size_t)md->topic_cnt + 1, sizeof(*t));
   size_t n = 0;
   for (int i = 0; t && i < md->topic_cnt; i++) {
@@ -345,55 +358,64 @@ static void topic_cache_store(kwp_kafka_t *kafka,
   size_t nold = kafka->ntopics;
   kafka->topics = t;
   kafka->ntopics = n;
-  kafka->topics_at = uv_hrtime();
+  kafka->topics_at = asked;
   uv_mutex_unlock(&kafka->topics_lock);
   for (size_t i = 0; i < nold; i++)
     free(old[i].name);
   free(old);
 }
 
-/* Refresh the cache. @p pending (may be NULL) is set unless @p want is
- * listed and usable: a topic created a moment ago may be missing from a
- * broker's metadata, or listed without a leader, for a short while. */
-static int topic_refresh(kwp_kafka_t *kafka, const char *want, int *pending) {
+/* Refresh the cache (only topics listed with a leader are kept). Caller
+ * holds refresh_lock. */
+static int topic_refresh(kwp_kafka_t *kafka) {
   const struct rd_kafka_metadata *md = NULL;
   int timeout = (int)kafka->cfg->kafka_client.metadata_timeout_ms;
+  uint64_t asked = uv_hrtime(); /* it may not list topics created since */
+  kafka->refreshes++;
   rd_kafka_resp_err_t err =
       rd_kafka_metadata(kafka->admin_rk, 1, NULL, &md, timeout);
   if (err)
     return KWP_EKAFKA;
-  if (pending)
-    *pending = 1;
-  for (int i = 0; pending && i < md->topic_cnt; i++)
-    if (!strcmp(md->topics[i].topic, want))
-      *pending = md->topics[i].err != 0 || md->topics[i].partition_cnt <= 0;
-  topic_cache_store(kafka, md);
+  topic_cache_store(kafka, md, asked);
   rd_kafka_metadata_destroy(md);
   return 0;
 }
 
-/* One look, on the thread pool: the metadata request blocks. */
+/* The topic's partitions from the cache, -1 if absent or stale; and when
+ * the cache was asked for (0 if stale). */
+static int topic_find(kwp_kafka_t *kafka, const char *topic,
+                      uint64_t *refreshed) {
+  uv_mutex_lock(&kafka->topics_lock);
+  int n = topic_cached(kafka, topic);
+  if (refreshed)
+    *refreshed = topic_fresh(kafka) ? kafka->topics_at : 0;
+  uv_mutex_unlock(&kafka->topics_lock);
+  return n;
+}
+
+/* One look, on the thread pool: the metadata request blocks. Lookups that
+ * queue while a refresh runs (a burst of upgrades on a stale cache) wait for
+ * it and then use the cache it stored, if it was taken after they were
+ * queued: one metadata request (all topics: megabytes on a large cluster)
+ * answers them all instead of one each. A topic missing or without a leader
+ * is pending: it may have been created a moment ago. */
 static void topic_work(uv_work_t *w) {
   topic_req_t *req = w->data;
   kwp_kafka_t *kafka = req->kafka;
-  req->pending = 0;
-  if (topic_refresh(kafka, req->topic, &req->pending) != 0) {
-    req->result = KWP_EKAFKA;
-    return;
-  }
-  uv_mutex_lock(&kafka->topics_lock);
-  req->result = topic_cached(kafka, req->topic);
-  uv_mutex_unlock(&kafka->topics_lock);
-  if (req->result < 0 && kafka->mcluster) {
-    /* Dev mode: topics are created on first use. */
-    if (rd_kafka_mock_topic_create(kafka->mcluster, req->topic,
-                                   DEV_TOPIC_PARTITIONS, 1) == 0 &&
-        topic_refresh(kafka, NULL, NULL) == 0) {
-      uv_mutex_lock(&kafka->topics_lock);
-      req->result = topic_cached(kafka, req->topic);
-      uv_mutex_unlock(&kafka->topics_lock);
-    }
-  }
+  uint64_t at;
+  uv_mutex_lock(&kafka->refresh_lock);
+  req->result = topic_find(kafka, req->topic, &at);
+  if (req->result == -1 && at < req->asked) /* not since our question */
+    req->result =
+        topic_refresh(kafka) ? KWP_EKAFKA : topic_find(kafka, req->topic, NULL);
+  if (req->result == -1 && kafka->mcluster &&
+      /* Dev mode: topics are created on first use. */
+      rd_kafka_mock_topic_create(kafka->mcluster, req->topic,
+                                 DEV_TOPIC_PARTITIONS, 1) == 0 &&
+      topic_refresh(kafka) == 0)
+    req->result = topic_find(kafka, req->topic, NULL);
+  uv_mutex_unlock(&kafka->refresh_lock);
+  req->pending = req->result == -1;
 }
 
 static void topic_req_free(uv_handle_t *h) {
@@ -406,6 +428,7 @@ static void topic_after(uv_work_t *w, int status);
 
 static void topic_look_again(uv_timer_t *t) {
   topic_req_t *req = t->data;
+  req->asked = uv_hrtime();
   if (uv_queue_work(req->loop, &req->work, topic_work, topic_after) != 0)
     topic_after(&req->work, UV_ENOMEM);
 }
@@ -453,10 +476,18 @@ int kwp_kafka_topic_lookup(kwp_kafka_t *kafka, uv_loop_t *loop,
   req->cb = cb;
   req->arg = arg;
   req->work.data = req;
+  req->asked = uv_hrtime();
   int rc = uv_queue_work(loop, &req->work, topic_work, topic_after);
   if (rc) {
     free(req->topic);
     free(req);
   }
   return rc;
+}
+
+uint64_t kwp_kafka_refreshes(kwp_kafka_t *kafka) {
+  uv_mutex_lock(&kafka->refresh_lock);
+  uint64_t n = kafka->refreshes;
+  uv_mutex_unlock(&kafka->refresh_lock);
+  return n;
 }

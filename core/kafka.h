@@ -77,6 +77,12 @@ typedef void (*kwp_kafka_topic_cb)(void *arg, int partitions);
 int kwp_kafka_topic_lookup(kwp_kafka_t *kafka, uv_loop_t *loop,
                            const char *topic, kwp_kafka_topic_cb cb, void *arg);
 
+/**
+ * Topic metadata requests made so far (lookups that came together share
+ * one). @locality any thread
+ */
+uint64_t kwp_kafka_refreshes(kwp_kafka_t *kafka);
+
 /** The dev-mode in-process cluster (NULL outside dev mode). */
 struct rd_kafka_mock_cluster_s *kwp_kafka_mock_cluster(kwp_kafka_t *kafka);
 
