@@ -342,27 +342,38 @@ KWP_TEST(commit_gate_keeps_order) {
   kwp_cgate_free(g);
 }
 
-/* Escaping works word by word: every special byte at every position of a
- * long string must still be escaped (and nothing else touched). */
+/* Escaping works 64, 16 and 8 bytes at a time: every special byte at every
+ * position of a long string must still be escaped (and nothing else
+ * touched), and a byte that is not UTF-8 anywhere must be seen. */
+#define ESC_LEN 150
 KWP_TEST(consume_escape_every_position) {
   static const char *const specials[] = {"\"", "\\", "\x01", "\x1f", "\n"};
   static const char *const escaped[] = {"\\\"", "\\\\", "\\u0001", "\\u001f",
                                         "\\n"};
   for (size_t k = 0; k < 5; k++)
-    for (size_t at = 0; at < 40; at++) {
-      char in[41], want[80];
-      memset(in, 'a', 40);
-      in[40] = 0;
+    for (size_t at = 0; at < ESC_LEN; at++) {
+      char in[ESC_LEN + 1], want[2 * ESC_LEN];
+      memset(in, 'a', ESC_LEN);
+      in[ESC_LEN] = 0;
       in[at] = specials[k][0];
       snprintf(want, sizeof(want), "\"value\":{\"value\":\"%.*s%s%s\",",
                (int)at, in, escaped[k], in + at + 1);
-      kwp_record_t r = {.value = (const uint8_t *)in, .value_len = 40};
+      kwp_record_t r = {.value = (const uint8_t *)in, .value_len = ESC_LEN};
       char *f = frame(KWP_FMT_NONE, KWP_FMT_STRING, &r);
       if (!strstr(f, want))
         fprintf(stderr, "  %s lacks %s\n", f, want);
       ASSERT(strstr(f, want) != NULL);
       free(f);
     }
+  for (size_t at = 0; at < ESC_LEN; at++) {
+    char in[ESC_LEN];
+    memset(in, 'a', ESC_LEN);
+    in[at] = (char)0xff;
+    kwp_record_t r = {.value = (const uint8_t *)in, .value_len = ESC_LEN};
+    char *f = frame(KWP_FMT_NONE, KWP_FMT_STRING, &r);
+    ASSERT(strstr(f, "\"error\":\"invalid_value\"") != NULL);
+    free(f);
+  }
   /* Non-ASCII and DEL pass through unescaped. */
   kwp_record_t r = {.value = (const uint8_t *)"\x7f\xc3\xa9"
                                               "abcdefgh\xe2\x82\xac",

@@ -283,16 +283,16 @@ KWP_TEST(jscan_string_special_every_position) {
   static const char *const specials[] = {"\\n",  "\\\"", "\x01",   "\xc3\xa9",
                                          "\xff", "\x7f", "\\u0000"};
   for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
-    for (size_t pos = 0; pos < 40; pos++) {
-      char t[64];
+    for (size_t pos = 0; pos < 150; pos++) { /* the 64-byte steps too */
+      char t[160];
       size_t n = 0;
       t[n++] = '"';
       memset(t + n, 'a', pos);
       n += pos;
       memcpy(t + n, specials[k], strlen(specials[k]));
       n += strlen(specials[k]);
-      memset(t + n, 'b', 40 - pos);
-      n += 40 - pos;
+      memset(t + n, 'b', 150 - pos);
+      n += 150 - pos;
       t[n++] = '"';
       json_t *want = json_loadb(t, n, JFLAGS, NULL);
       kwp_js_t js;
