@@ -18,7 +18,8 @@
  * 2 MB a socket reading 16 partitions fast emptied its queue before the
  * next 1 MB fetch came back and then waited for it (1 KB records: about
  * 510k against 780k records/s, medians of five runs each); a socket that
- * never reads costs 1 to 2 MiB more. The record bound matters for small
+ * never reads costs 1 to 2 MiB more (more again since backpressure lets the
+ * queue fill before it pauses: 7.7 to 9.3 MiB in all, see docs/api.md). The record bound matters for small
  * records: librdkafka keeps a few hundred bytes per queued record, several
  * times a 100 B record (a 100 B socket that never reads measured 12.8 MB with
  * the byte bound alone, 9.2 MB with both; 4 MiB of it unsent frames then).

@@ -179,9 +179,9 @@ def test_sixteen_sockets_read_a_backlog_without_pauses(proxy, kafka):
 
 
 def test_client_that_never_reads_while_1gb_flows_in(proxy, kafka):
-    """The proxy pauses the partitions once the socket's send queue is full:
-    its memory stays flat whatever flows into the topic, and other sockets
-    keep being served."""
+    """The proxy stops taking records once the socket's send queue is full,
+    and pauses the partitions 2 s later: its memory stays flat whatever flows
+    into the topic, and other sockets keep being served."""
     topic = create_topic(kafka.bootstrap, 2, prefix="flood")
     other = create_topic(kafka.bootstrap, 1, prefix="other")
     p = proxy()
