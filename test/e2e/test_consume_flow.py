@@ -228,6 +228,46 @@ def test_client_that_never_reads_while_1gb_flows_in(proxy, kafka):
     p.assert_alive()
 
 
+def test_a_member_that_never_reads_does_not_hold_up_a_rebalance(proxy,
+                                                                 kafka):
+    """A socket over its send bound stops taking events from its consumer,
+    rebalances included; after 2 s its partitions are paused and its
+    consumer serves its queue again. Without that the group would wait for
+    it until max.poll.interval.ms (5 minutes) when a second member joins."""
+    topic = create_topic(kafka.bootstrap, 2, prefix="held")
+    # 8 MB in each partition, well past what a's send bound and socket
+    # buffers take: b's partition still has records for b, whichever it is.
+    for part in (0, 1):
+        fill(kafka.bootstrap, topic, 8000, 1000, partition=part)
+    p = proxy()
+    group = "held-" + topic
+    a = WsRaw(p.port)
+    a.handshake("/socket/out?clientId=a&groupId=%s&topic=%s" % (group, topic))
+    wait_group(kafka, group, 1, 2)
+    time.sleep(1)  # a's send queue fills: it is held
+    b = websocket.create_connection(
+        p.ws_url("/socket/out?clientId=b&groupId=%s&topic=%s" % (group, topic)),
+        timeout=30)
+    t0 = time.monotonic()
+    wait_group(kafka, group, 2, 2, timeout=30)
+    took = time.monotonic() - t0
+    assert took < 15, "the rebalance took %.1f s" % took
+    got = json.loads(b.recv())
+    assert got["topic"] == topic and got["partition"] in (0, 1)
+    took = time.monotonic() - t0
+    assert took < 15, "b's first record came after %.1f s" % took
+    b.close()
+    # a reads now: each partition's records in order, none skipped.
+    a.sock.settimeout(30)
+    last = {}
+    for _ in range(3000):
+        r = json.loads(a.recv_frame().payload)
+        assert r["offset"] == last.get(r["partition"], -1) + 1, (r, last)
+        last[r["partition"]] = r["offset"]
+    a.close()
+    p.assert_alive()
+
+
 @pytest.mark.slow
 def test_broker_restart_mid_stream_with_manual_commits(proxy):
     """Records the client committed are never delivered again and none is
