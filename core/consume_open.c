@@ -19,17 +19,18 @@
  * next 1 MB fetch came back and then waited for it (1 KB records: about
  * 510k against 780k records/s, medians of five runs each); a socket that
  * never reads costs 1 to 2 MiB more (more again since backpressure lets the
- * queue fill before it pauses: 7.7 to 9.3 MiB in all, see docs/api.md). The record bound matters for small
- * records: librdkafka keeps a few hundred bytes per queued record, several
- * times a 100 B record (a 100 B socket that never reads measured 12.8 MB with
- * the byte bound alone, 9.2 MB with both; 4 MiB of it unsent frames then).
- * Lower than one fetch response's worth (~8,700 records of 100 B) it would
- * cost throughput: the fetcher would stop after every fetch. A fetch response
- * smaller than the queue bound matters: librdkafka before 2.2 stops fetching a
- * partition whose queue is over either bound and looks again only when its
- * broker thread next wakes, up to 1 s later, so the queue must not reach a
- * bound while the client keeps up (fetch_restart() covers the rest). Newer
- * librdkafka makes that wait configurable: 10 ms. */
+ * queue fill before it pauses: 7.7 to 9.3 MiB in all, see docs/api.md).
+ * The record bound matters for small records: librdkafka keeps a few hundred
+ * bytes per queued record, several times a 100 B record (a 100 B socket that
+ * never reads measured 12.8 MB with the byte bound alone, 9.2 MB with both; 4
+ * MiB of it unsent frames then). Lower than one fetch response's worth (~8,700
+ * records of 100 B) it would cost throughput: the fetcher would stop after
+ * every fetch. A fetch response smaller than the queue bound matters:
+ * librdkafka before 2.2 stops fetching a partition whose queue is over either
+ * bound and looks again only when its broker thread next wakes, up to 1 s
+ * later, so the queue must not reach a bound while the client keeps up
+ * (fetch_restart() covers the rest). Newer librdkafka makes that wait
+ * configurable: 10 ms. */
 static const char *const small_buffers[][2] = {
     {"queued.max.messages.kbytes", "4096"},  {"queued.min.messages", "10000"},
     {"max.partition.fetch.bytes", "262144"}, {"fetch.max.bytes", "1048576"},

@@ -312,8 +312,8 @@ typedef struct topic_req {
   kwp_kafka_topic_cb cb;
   void *arg;
   char *topic;
-  int result;     /* partitions, -1 while missing, or KWP_EKAFKA */
-  int pending;    /* missing or without a leader in the last look */
+  int result;     /* partitions, -1 while missing (or without a leader),
+                     or KWP_EKAFKA */
   uint64_t asked; /* uv_hrtime() when this look was queued */
   unsigned looks;
 } topic_req_t;
@@ -327,16 +327,6 @@ static int topic_cmp(const void *a, const void *b) {
 static int topic_fresh(const kwp_kafka_t *kafka) {
   return kafka->topics_at &&
          uv_hrtime() - kafka->topics_at <= (uint64_t)TOPIC_CACHE_MS * 1000000;
-}
-
-/* -1 when absent or when the cache is stale. Caller holds topics_lock. */
-static int topic_cached(kwp_kafka_t *kafka, const char *topic) {
-  topic_entry_t key = {.name = (char *)topic};
-  if (!topic_fresh(kafka))
-    return -1;
-  topic_entry_t *e =
-      bsearch(&key, kafka->topics, kafka->ntopics, sizeof(key), topic_cmp);
-  return e ? e->partitions : -1;
 }
 
 static void topic_cache_store(kwp_kafka_t *kafka,
@@ -382,15 +372,18 @@ static int topic_refresh(kwp_kafka_t *kafka) {
 }
 
 /* The topic's partitions from the cache, -1 if absent or stale; and when
- * the cache was asked for (0 if stale). */
+ * the cache was asked for (0 if stale), if @p refreshed. */
 static int topic_find(kwp_kafka_t *kafka, const char *topic,
                       uint64_t *refreshed) {
+  topic_entry_t key = {.name = (char *)topic}, *e = NULL;
   uv_mutex_lock(&kafka->topics_lock);
-  int n = topic_cached(kafka, topic);
+  int fresh = topic_fresh(kafka);
+  if (fresh)
+    e = bsearch(&key, kafka->topics, kafka->ntopics, sizeof(key), topic_cmp);
   if (refreshed)
-    *refreshed = topic_fresh(kafka) ? kafka->topics_at : 0;
+    *refreshed = fresh ? kafka->topics_at : 0;
   uv_mutex_unlock(&kafka->topics_lock);
-  return n;
+  return e ? e->partitions : -1;
 }
 
 /* One look, on the thread pool: the metadata request blocks. Lookups that
@@ -415,7 +408,6 @@ static void topic_work(uv_work_t *w) {
       topic_refresh(kafka) == 0)
     req->result = topic_find(kafka, req->topic, NULL);
   uv_mutex_unlock(&kafka->refresh_lock);
-  req->pending = req->result == -1;
 }
 
 static void topic_req_free(uv_handle_t *h) {
@@ -437,8 +429,7 @@ static void topic_look_again(uv_timer_t *t) {
  * timers, so no pool thread sleeps while a topic is missing. */
 static void topic_after(uv_work_t *w, int status) {
   topic_req_t *req = w->data;
-  if (!status && req->result < 0 && req->result != KWP_EKAFKA && req->pending &&
-      req->looks < TOPIC_PENDING_TRIES) {
+  if (!status && req->result == -1 && req->looks < TOPIC_PENDING_TRIES) {
     if (!req->looks)
       uv_timer_init(req->loop, &req->wait);
     req->wait.data = req;
@@ -459,9 +450,7 @@ static void topic_after(uv_work_t *w, int status) {
 int kwp_kafka_topic_lookup(kwp_kafka_t *kafka, uv_loop_t *loop,
                            const char *topic, kwp_kafka_topic_cb cb,
                            void *arg) {
-  uv_mutex_lock(&kafka->topics_lock);
-  int partitions = topic_cached(kafka, topic);
-  uv_mutex_unlock(&kafka->topics_lock);
+  int partitions = topic_find(kafka, topic, NULL);
   if (partitions > 0) {
     cb(arg, partitions);
     return 0;

@@ -39,24 +39,39 @@ static void bt_deadline(uv_timer_t *t) {
   kwp_kbridge_close(bt->kb, bt_closed, bt);
 }
 
-KWP_TEST(kbridge_delivery_reports_reach_loop) {
+/* A producer on a one-broker mock cluster whose delivery reports are
+ * events; @p batch (may be NULL) sets batch.num.messages. */
+static rd_kafka_t *mock_producer(const char *batch) {
   char err[512];
-  uv_loop_t loop;
-  bridge_test_t bt = {0};
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   ASSERT(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", err,
                            sizeof(err)) == RD_KAFKA_CONF_OK);
   rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+  if (batch)
+    rd_kafka_conf_set(conf, "batch.num.messages", batch, NULL, 0);
   rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
   ASSERT(rk != NULL);
+  return rk;
+}
+
+/* Close the bridge after 20 s whatever happened (the test then fails). */
+static void deadline_start(uv_loop_t *loop, bridge_test_t *bt) {
+  uv_timer_init(loop, &bt->deadline);
+  bt->deadline.data = bt;
+  uv_timer_start(&bt->deadline, bt_deadline, 20000, 0);
+}
+
+KWP_TEST(kbridge_delivery_reports_reach_loop) {
+  char err[512];
+  uv_loop_t loop;
+  bridge_test_t bt = {0};
+  rd_kafka_t *rk = mock_producer(NULL);
   rd_kafka_queue_t *rkq = rd_kafka_queue_get_main(rk);
   ASSERT_EQ(uv_loop_init(&loop), 0);
   bt.kb = kwp_kbridge_new(&loop, rkq, bt_event, &bt, err, sizeof(err));
   ASSERT(bt.kb != NULL);
-  uv_timer_init(&loop, &bt.deadline);
-  bt.deadline.data = &bt;
-  uv_timer_start(&bt.deadline, bt_deadline, 20000, 0);
+  deadline_start(&loop, &bt);
   for (int i = 0; i < N_MSGS; i++) {
     char payload[32];
     int n = snprintf(payload, sizeof(payload), "msg-%d", i);
@@ -121,23 +136,14 @@ KWP_TEST(kbridge_hold_keeps_events_queued) {
   char err[512];
   uv_loop_t loop;
   hold_test_t ht = {0};
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  ASSERT(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", err,
-                           sizeof(err)) == RD_KAFKA_CONF_OK);
-  rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
   /* Small batches: many reports, so some are left after the second hold. */
-  rd_kafka_conf_set(conf, "batch.num.messages", "50", NULL, 0);
-  rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-  ASSERT(rk != NULL);
+  rd_kafka_t *rk = mock_producer("50");
   ht.rkq = rd_kafka_queue_get_main(rk);
   ASSERT_EQ(uv_loop_init(&loop), 0);
   ht.bt.kb = kwp_kbridge_new(&loop, ht.rkq, ht_event, &ht, err, sizeof(err));
   ASSERT(ht.bt.kb != NULL);
   kwp_kbridge_hold(ht.bt.kb, 1);
-  uv_timer_init(&loop, &ht.bt.deadline);
-  ht.bt.deadline.data = &ht.bt;
-  uv_timer_start(&ht.bt.deadline, bt_deadline, 20000, 0);
+  deadline_start(&loop, &ht.bt);
   uv_timer_init(&loop, &ht.check);
   uv_timer_init(&loop, &ht.release);
   ht.check.data = ht.release.data = &ht;
