@@ -447,14 +447,21 @@ int kwp_conn_ws_send_framed(kwp_conn_t *conn, const void *frames, size_t len) {
   return conn->pause & KWP_PAUSE_SENDQ ? KWP_EBACKPRESSURE : 0;
 }
 
+/* The close frame goes out: the handler hears of it first (closing()). */
+static void ws_send_close(kwp_conn_t *conn, const uint8_t *payload, size_t n) {
+  if (conn->h && conn->h->closing)
+    conn->h->closing(conn, conn->hstate);
+  kwp_conn_ws_send(conn, KWP_WS_CLOSE, payload, n);
+  conn->ws_close_sent = 1;
+}
+
 void kwp_conn_ws_close(kwp_conn_t *conn, int err, const char *reason) {
   uint8_t payload[125];
   if (conn->closing || conn->draining || conn->ws_close_sent)
     return;
   unsigned code = kwp_err_close_code(err);
   size_t n = kwp_ws_close_payload(payload, code, reason ? reason : "");
-  kwp_conn_ws_send(conn, KWP_WS_CLOSE, payload, n);
-  conn->ws_close_sent = 1;
+  ws_send_close(conn, payload, n);
   conn->t_close_start = uv_now(kwp_worker_loop(conn->wk));
   if (err != 0 && err != KWP_ESHUTDOWN && err != KWP_EIDLE)
     KWP_LOG_RL(KWP_LOG_INFO, "ws", "#%llu %s closing with %u: %s",
@@ -487,8 +494,7 @@ static void ws_on_event(kwp_conn_t *conn, const kwp_ws_event_t *ev) {
       uint8_t payload[125];
       unsigned code = ev->close_code == 1005 ? 1000 : ev->close_code;
       size_t n = kwp_ws_close_payload(payload, code, "");
-      kwp_conn_ws_send(conn, KWP_WS_CLOSE, payload, n);
-      conn->ws_close_sent = 1;
+      ws_send_close(conn, payload, n);
       kwp_conn__finish(conn);
     }
     break;

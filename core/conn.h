@@ -37,6 +37,13 @@ typedef struct kwp_ws_handler {
                  size_t len);
   /** The send queue drained below half its limit (may be NULL). */
   void (*writable)(kwp_conn_t *conn, void *state);
+  /**
+   * The proxy is about to send its close frame, whoever started the close
+   * (may be NULL; called at most once). A client that sees the close may
+   * connect again at once: what must be over by then ends here, not in
+   * close(), which waits for the client's FIN.
+   */
+  void (*closing)(kwp_conn_t *conn, void *state);
   /** The socket is gone; free @p state (it may outlive this call if the
    * handler holds a reference, see kwp_conn_ref). */
   void (*close)(kwp_conn_t *conn, void *state);

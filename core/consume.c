@@ -816,6 +816,16 @@ static void consume_close(kwp_conn_t *conn, void *state) {
   kwp_consume__unref(s);
 }
 
+/* Before the close frame: a client reconnecting at once with the same
+ * clientId must find the claim released (the session topic has one
+ * partition, so the release is ahead of its new claim). Releasing in
+ * consume_close(), after the client's FIN, lost that race. */
+static void consume_closing(kwp_conn_t *conn, void *state) {
+  consume_sess_t *s = state;
+  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  s->claim = NULL;
+}
+
 static int consume_open(kwp_conn_t *conn, void **state) {
   return 0;
 }
@@ -825,5 +835,6 @@ const kwp_ws_handler_t kwp_consume__handler = {
     .open = consume_open,
     .message = consume_message,
     .writable = consume_writable,
+    .closing = consume_closing,
     .close = consume_close,
 };

@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, Producer, \
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import assert_json_error, free_port, http_get, wait_until
-from wsraw import WsRaw
+from wsraw import OP_CLOSE, WsRaw
 
 HAPROXY = "/usr/sbin/haproxy"
 NOT_READY = re.compile(
@@ -486,6 +486,33 @@ def test_duplicate_client_id_across_nodes(ctx, kafka):
     ctx.close(other)
     ctx.refused(nb.port, p, 400, dup_msg("dup", g))
     assert orig.closed is None, orig.closed
+
+
+def test_reconnect_with_the_same_client_id_right_after_close(ctx, kafka):
+    """A client that has done the close handshake of its /socket/out socket
+    can connect again at once with the same clientId, even before its old
+    TCP connection is gone. Regression: the claim was released only once the
+    connection was freed (after the client's FIN, or 3 s), so the new
+    claim could reach the state topic first: 400 'already registered' (seen
+    in CI, where the FIN came a moment late)."""
+    node = ctx.node()
+    topic = new_topic(kafka, 1)
+    path = out_path(topic, uid("g"), "again")
+    for i in range(5):
+        old = WsRaw(node.port)
+        old.handshake(path)
+        old.send_close(1000)
+        while True:  # the close reply; the TCP connection stays open
+            f = old.recv_frame(timeout=10)
+            if f.opcode == OP_CLOSE:
+                break
+        try:
+            ws = websocket.create_connection(
+                "ws://127.0.0.1:%d%s" % (node.port, path), timeout=20)
+        except websocket.WebSocketBadStatusException as e:
+            raise AssertionError("connection %d refused: %s" % (i, e))
+        old.close()
+        ws.close(timeout=2)
 
 
 # -- 3. 100 concurrent attempts, limit 3, three nodes ------------------------------------
