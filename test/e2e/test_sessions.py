@@ -491,10 +491,11 @@ def test_duplicate_client_id_across_nodes(ctx, kafka):
 def test_reconnect_with_the_same_client_id_right_after_close(ctx, kafka):
     """A client that has done the close handshake of its /socket/out socket
     can connect again at once with the same clientId, even before its old
-    TCP connection is gone. Regression: the claim was released only once the
-    connection was freed (after the client's FIN, or 3 s), so the new
-    claim could reach the state topic first: 400 'already registered' (seen
-    in CI, where the FIN came a moment late)."""
+    TCP connection is gone. The claim used to be released only when the
+    connection was freed, a few loop iterations after the close reply went
+    out, and once in CI (test_auto_commit_by_age) the new claim reached the
+    state topic first: 400 'already registered'. This test did not catch
+    that narrow race on the old build; it guards the release's place."""
     node = ctx.node()
     topic = new_topic(kafka, 1)
     path = out_path(topic, uid("g"), "again")
