@@ -137,6 +137,7 @@ static const centry_t schema[] = {
     {"consumer.limits", T_LIMITS, F(consumer.limits), 0, 0, 0},
     {"consumer.auto-commit-interval", T_DUR,
      F(consumer.auto_commit_interval_ms), 1, 0, 0},
+    {"consumer.pause-after", T_DUR, F(consumer.pause_after_ms), 0, 0, 0},
     {"consumer.kafka-client-properties", T_PROPS,
      F(consumer.kafka_client_properties), 0, 0, 1},
     {"producer.sessions-enabled", T_BOOL, F(producer.sessions_enabled), 0, 0,

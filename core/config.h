@@ -112,6 +112,9 @@ typedef struct kwp_config {
     /* Ours: with autoCommit=true, how often the offsets of records written
      * to the socket are committed (and always when the socket closes). */
     int64_t auto_commit_interval_ms;
+    /* Ours: how long a socket over its send bound or its rate keeps what
+     * its consumer prefetched before its partitions are paused. */
+    int64_t pause_after_ms;
     kwp_props_t kafka_client_properties;
   } consumer;
 

@@ -163,6 +163,8 @@ static const char kwp_config_defaults[] =
     "    }\n"
     "    auto-commit-interval = 1 second\n"
     "    auto-commit-interval = ${?WSPROXY_CONSUMER_AUTO_COMMIT_INTERVAL}\n"
+    "    pause-after = 2 seconds\n"
+    "    pause-after = ${?WSPROXY_CONSUMER_PAUSE_AFTER}\n"
     "    kafka-client-properties = ${kafka.ws.proxy.kafka-client.properties} "
     "{\n"
     "      request.timeout.ms = ${?WSPROXY_KAFKA_CONSUMER_REQUEST_TIMEOUT_MS}\n"

@@ -1,13 +1,13 @@
 /* GET /socket/out: the JSON consumer endpoint. Each socket owns a Kafka
- * consumer (a member of its groupId) whose queue reaches the worker loop
- * through the event bridge. Records become frames written in one vectored
- * write per drain; when the socket's unsent bytes pass the bound, or the rate
- * limit is reached, the consumer's partitions are paused (librdkafka then
- * drops what it prefetched and resumes at the next record, so memory stays
- * bounded). Commits: the commit handler (autoCommit=false) or the offsets of
- * records the kernel took (autoCommit=true), always asynchronous; when the
- * socket closes they are written before the consumer leaves the group.
- * Worker thread only. */
+ * consumer (a member of its groupId) whose two queues (records; everything
+ * else) reach the worker loop through event bridges. Records become frames
+ * written in one write per drain; when the socket's unsent bytes pass the
+ * bound, or the rate limit is reached, the records' queue is held, and after
+ * consumer.pause-after the partitions are paused (librdkafka then drops what
+ * it prefetched and resumes at the next record), so memory stays bounded.
+ * Commits: the commit handler (autoCommit=false) or the offsets of records the
+ * kernel took (autoCommit=true), always asynchronous; when the socket closes
+ * they are written before the consumer leaves the group. Worker thread only. */
 #include "codec/ws.h"
 #include "core/consume_int.h"
 #include "core/error.h"
@@ -54,16 +54,17 @@ static void sess_fail(consume_sess_t *s, int err, const char *why) {
 /* --- pausing the partitions --- */
 
 /* A socket over its send bound or its rate first only stops taking records
- * from its consumer's queue (the bridge is held): librdkafka's queue bounds
- * itself and the records it holds go out as soon as the socket has room.
- * Pausing the partitions at once, as we did, made librdkafka drop what it
- * had prefetched (up to 4 MB) and fetch it again on resume; and that fetch
+ * from msgq (its bridge is held): librdkafka's queue bounds itself and the
+ * records it holds go out as soon as the socket has room. Pausing the
+ * partitions at once, as we did, made librdkafka drop what it had
+ * prefetched (up to 4 MB) and fetch it again on resume; and that fetch
  * waited behind the one in flight, which at a partition's end is a long
  * poll of up to fetch.wait.max.ms (500 ms): with 16 sockets reading a
- * backlog, the last records came half a second late. Only a socket held for
- * HOLD_PAUSE_MS gets its partitions paused, so that its consumer takes
- * events again: librdkafka leaves the group of a consumer whose queue is not
- * served for max.poll.interval.ms, and rebalances wait for it. */
+ * backlog, the last records came half a second late. The consumer's own
+ * queue is never held, so rebalances, commit results and errors are served
+ * at once (when both shared one queue, a rebalance waited behind the held
+ * records until the pause). A socket held for consumer.pause-after gets its
+ * partitions paused, which frees what librdkafka prefetched for it. */
 
 static void fetch_restart(consume_sess_t *s);
 static void kick_watch(consume_sess_t *s);
@@ -89,13 +90,14 @@ static void hold_over(uv_timer_t *t) {
   if (!s->paused || s->state != ST_OPEN)
     return;
   partitions_pause(s, 1);
-  kwp_kbridge_hold(s->kb, 0);
+  kwp_kbridge_hold(s->kb_msgs, 0);
 }
 
 static void pause_set(consume_sess_t *s, int bit) {
   if (!s->paused) {
-    kwp_kbridge_hold(s->kb, 1);
-    uv_timer_start(&s->hold_timer, hold_over, HOLD_PAUSE_MS, 0);
+    kwp_kbridge_hold(s->kb_msgs, 1);
+    uv_timer_start(&s->hold_timer, hold_over,
+                   (uint64_t)s->cfg->consumer.pause_after_ms, 0);
   }
   s->paused |= bit;
 }
@@ -116,7 +118,7 @@ static void pause_clear(consume_sess_t *s, int bit) {
     partitions_pause(s, 0); /* seeks, which restarts the fetcher */
   else if (s->q_full)
     kick_watch(s); /* its queue filled while held: the fetcher stopped */
-  kwp_kbridge_hold(s->kb, 0);
+  kwp_kbridge_hold(s->kb_msgs, 0);
 }
 
 /* --- commits --- */
@@ -368,7 +370,7 @@ static int no_offset(const consume_sess_t *s, rd_kafka_resp_err_t err) {
  * (librdkafka counts payloads) are estimated from the records' average
  * size: librdkafka only tells the count. */
 static void queue_look(consume_sess_t *s, const rd_kafka_message_t *m) {
-  size_t n = rd_kafka_queue_length(s->rkq) + 1 + QLOOK_EVERY;
+  size_t n = rd_kafka_queue_length(s->msgq) + 1 + QLOOK_EVERY;
   size_t avg = s->drained_n ? s->drained / s->drained_n : m->len;
   if (n >= s->kick_n || n * avg >= s->kick_bytes)
     s->q_full = 1;
@@ -456,6 +458,22 @@ static void assigned_update(consume_sess_t *s,
   }
 }
 
+/* Forward each newly assigned partition's records to msgq. Done before the
+ * assign: librdkafka leaves a forward the application set alone when it
+ * starts fetching. A partition whose queue cannot be had keeps feeding the
+ * consumer's queue, which works too, only without the hold. */
+static void partitions_route(consume_sess_t *s,
+                             const rd_kafka_topic_partition_list_t *parts) {
+  for (int i = 0; i < parts->cnt; i++) {
+    rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(
+        s->rk, parts->elems[i].topic, parts->elems[i].partition);
+    if (pq) {
+      rd_kafka_queue_forward(pq, s->msgq);
+      rd_kafka_queue_destroy(pq);
+    }
+  }
+}
+
 static void on_rebalance(consume_sess_t *s, rd_kafka_event_t *rkev) {
   rd_kafka_resp_err_t err = rd_kafka_event_error(rkev);
   rd_kafka_topic_partition_list_t *parts =
@@ -463,6 +481,7 @@ static void on_rebalance(consume_sess_t *s, rd_kafka_event_t *rkev) {
   int coop = !strcmp(rd_kafka_rebalance_protocol(s->rk), "COOPERATIVE");
   flush(s); /* what was fetched before goes out first */
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    partitions_route(s, parts);
     if (coop)
       rd_kafka_error_destroy(rd_kafka_incremental_assign(s->rk, parts));
     else
@@ -661,7 +680,7 @@ static void kick_tick(uv_timer_t *t) {
     s->q_full = 0; /* gave up: the topic is just quiet */
     return;
   }
-  if (rd_kafka_queue_length(s->rkq) > 0)
+  if (rd_kafka_queue_length(s->msgq) > 0)
     return; /* not stalled: the bridge delivers them, then looks again */
   if (since < wait) {
     if (s->kicks || s->q_full) /* records may stop any moment */
@@ -673,6 +692,14 @@ static void kick_tick(uv_timer_t *t) {
   s->drained = s->drained_n = 0;
   seek_to(s, positions(s));
   uv_timer_start(t, kick_tick, kick_wait(s->kicks), 0);
+}
+
+/* The consumer's own queue carries records only for a partition that could
+ * not be routed to msgq (partitions_route()). */
+void kwp_consume__on_ctl_drained(void *arg, int empty) {
+  consume_sess_t *s = arg;
+  if (s->state == ST_OPEN)
+    flush(s);
 }
 
 void kwp_consume__on_drained(void *arg, int empty) {
@@ -742,6 +769,9 @@ static void destroy_done(uv_work_t *w, int status) {
 
 static void bridge_closed(void *arg) {
   consume_sess_t *s = arg;
+  if (--s->bridges > 0)
+    return;
+  rd_kafka_queue_destroy(s->msgq);
   rd_kafka_queue_destroy(s->rkq);
   s->destroy.data = s;
   if (uv_queue_work(kwp_worker_loop(s->wk), &s->destroy, destroy_work,
@@ -758,6 +788,7 @@ static void close_poll(uv_timer_t *t) {
   s->state = ST_DONE;
   uv_timer_stop(&s->close_timer);
   uv_close((uv_handle_t *)&s->close_timer, handle_closed);
+  kwp_kbridge_close(s->kb_msgs, bridge_closed, s);
   kwp_kbridge_close(s->kb, bridge_closed, s);
 }
 
@@ -804,7 +835,7 @@ static void consume_close(kwp_conn_t *conn, void *state) {
   uv_close((uv_handle_t *)&s->commit_timer, handle_closed);
   uv_close((uv_handle_t *)&s->kick_timer, handle_closed);
   uv_close((uv_handle_t *)&s->hold_timer, handle_closed);
-  kwp_kbridge_hold(s->kb, 0); /* the closing consumer's events must flow */
+  kwp_kbridge_hold(s->kb_msgs, 0);  /* drop what is queued */
   if (kwp_cgate_waiting(s->gate)) { /* now rather than after the backoff */
     uv_timer_stop(&s->retry_timer);
     retry_cb(&s->retry_timer);

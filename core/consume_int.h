@@ -28,7 +28,6 @@
 #define KICK_RETRY_MS 200
 #define KICK_MAX 3
 #define QLOOK_EVERY 64
-#define HOLD_PAUSE_MS 2000
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
@@ -46,8 +45,13 @@ typedef struct kwp_consume_sess {
   int auto_commit;
   int64_t rate, batch;
   rd_kafka_t *rk;
-  rd_kafka_queue_t *rkq;
-  kwp_kbridge_t *kb;
+  /* Two queues: the consumer's own (rebalances, commit results, errors),
+   * always served, and msgq, where each assigned partition's records are
+   * forwarded, which backpressure holds. A held socket's group never waits
+   * for it. */
+  rd_kafka_queue_t *rkq, *msgq;
+  kwp_kbridge_t *kb, *kb_msgs;
+  int bridges;         /* bridges still open */
   kwp_commit_t *stack; /* autoCommit=false */
   /* Frames of this drain, headers included, back to back; the open one
    * starts at frame_at. */
@@ -88,6 +92,7 @@ extern const kwp_ws_handler_t kwp_consume__handler;
 void kwp_consume__unref(consume_sess_t *s);
 void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg);
 void kwp_consume__on_drained(void *arg, int empty);
+void kwp_consume__on_ctl_drained(void *arg, int empty);
 void kwp_consume__commit_tick(uv_timer_t *t);
 
 #endif

@@ -103,24 +103,34 @@ fail:
 static int consumer_start(consume_sess_t *s, char *errbuf, size_t errlen) {
   if (!(s->rk = consumer_create(s, errbuf, errlen)))
     return -1;
-  rd_kafka_poll_set_consumer(s->rk); /* one queue for everything */
+  uv_loop_t *loop = kwp_worker_loop(s->wk);
+  rd_kafka_poll_set_consumer(s->rk); /* the main queue's events too */
   s->rkq = rd_kafka_queue_get_consumer(s->rk);
-  s->kb = kwp_kbridge_new(kwp_worker_loop(s->wk), s->rkq, kwp_consume__on_event,
-                          s, errbuf, errlen);
+  s->msgq = rd_kafka_queue_new(s->rk); /* records (on_rebalance() routes) */
+  s->kb =
+      kwp_kbridge_new(loop, s->rkq, kwp_consume__on_event, s, errbuf, errlen);
+  if (s->kb)
+    s->kb_msgs = kwp_kbridge_new(loop, s->msgq, kwp_consume__on_event, s,
+                                 errbuf, errlen);
   rd_kafka_topic_partition_list_t *topics =
       rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, s->topic, RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t err =
-      s->kb ? rd_kafka_subscribe(s->rk, topics) : RD_KAFKA_RESP_ERR__FAIL;
+      s->kb_msgs ? rd_kafka_subscribe(s->rk, topics) : RD_KAFKA_RESP_ERR__FAIL;
   rd_kafka_topic_partition_list_destroy(topics);
   if (err == 0) {
-    kwp_kbridge_set_drained(s->kb, kwp_consume__on_drained);
+    kwp_kbridge_set_drained(s->kb_msgs, kwp_consume__on_drained);
+    kwp_kbridge_set_drained(s->kb, kwp_consume__on_ctl_drained);
+    s->bridges = 2;
     return 0;
   }
-  if (s->kb) {
+  if (s->kb_msgs) {
     snprintf(errbuf, errlen, "%s", rd_kafka_err2str(err));
-    kwp_kbridge_close(s->kb, NULL, NULL);
+    kwp_kbridge_close(s->kb_msgs, NULL, NULL);
   }
+  if (s->kb)
+    kwp_kbridge_close(s->kb, NULL, NULL);
+  rd_kafka_queue_destroy(s->msgq);
   rd_kafka_queue_destroy(s->rkq);
   rd_kafka_destroy(s->rk); /* never joined a group: returns at once */
   return -1;

@@ -228,18 +228,21 @@ def test_client_that_never_reads_while_1gb_flows_in(proxy, kafka):
     p.assert_alive()
 
 
-def test_a_member_that_never_reads_does_not_hold_up_a_rebalance(proxy,
-                                                                 kafka):
-    """A socket over its send bound stops taking events from its consumer,
-    rebalances included; after 2 s its partitions are paused and its
-    consumer serves its queue again. Without that the group would wait for
-    it until max.poll.interval.ms (5 minutes) when a second member joins."""
+@pytest.mark.parametrize("pause_after", ["2 seconds", "10 minutes"])
+def test_a_member_that_never_reads_does_not_hold_up_a_rebalance(
+        proxy, kafka, pause_after):
+    """A socket over its send bound stops taking records from its
+    consumer, but its consumer's own queue (rebalances, commit results) is
+    still served, paused partitions or not. With a pause-after far beyond
+    the test: regression, when records and rebalances shared one queue a
+    held socket's rebalance waited for the pause (and without a pause for
+    max.poll.interval.ms, 5 minutes) when a second member joined."""
     topic = create_topic(kafka.bootstrap, 2, prefix="held")
     # 8 MB in each partition, well past what a's send bound and socket
     # buffers take: b's partition still has records for b, whichever it is.
     for part in (0, 1):
         fill(kafka.bootstrap, topic, 8000, 1000, partition=part)
-    p = proxy()
+    p = proxy(env={"WSPROXY_CONSUMER_PAUSE_AFTER": pause_after})
     group = "held-" + topic
     a = WsRaw(p.port)
     a.handshake("/socket/out?clientId=a&groupId=%s&topic=%s" % (group, topic))

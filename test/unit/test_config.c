@@ -38,6 +38,7 @@ KWP_TEST(config_defaults) {
   ASSERT_EQ(c->session_handler.topic_retention_ms, 30LL * 86400 * 1000);
   ASSERT_EQ(c->commit_handler.max_stack_size, 100);
   ASSERT_EQ(c->producer.delivery_timeout_ms, 120000);
+  ASSERT_EQ(c->consumer.pause_after_ms, 2000);
   ASSERT_STREQ(kwp_props_get(&c->kafka_client.properties, "retries"),
                "2147483647");
   ASSERT(c->kafka_client.bootstrap_hosts == NULL);
@@ -85,11 +86,14 @@ KWP_TEST(config_env_overrides) {
   setenv("WSPROXY_PORT", "7001", 1);
   setenv("WSPROXY_MAX_MESSAGE_SIZE", "2 MiB", 1);
   setenv("WSPROXY_KAFKA_CONSUMER_REQUEST_TIMEOUT_MS", "777", 1);
+  setenv("WSPROXY_CONSUMER_PAUSE_AFTER", "10 minutes", 1);
   kwp_config_t *c = load("kafka.ws.proxy.server.port = 7000\n", err);
   unsetenv("WSPROXY_PORT");
   unsetenv("WSPROXY_MAX_MESSAGE_SIZE");
   unsetenv("WSPROXY_KAFKA_CONSUMER_REQUEST_TIMEOUT_MS");
+  unsetenv("WSPROXY_CONSUMER_PAUSE_AFTER");
   ASSERT(c != NULL);
+  ASSERT_EQ(c->consumer.pause_after_ms, 600000);
   /* A plain value in the user's file replaces the ${?ENV} line. */
   ASSERT_EQ(c->server.port, 7000);
   ASSERT_EQ(c->server.max_message_size, 2 * 1048576);
@@ -255,6 +259,7 @@ KWP_TEST(config_example_file_loads) {
     fprintf(stderr, "  %s\n", err);
   ASSERT(c != NULL);
   ASSERT_EQ(c->server.port, 8078);
+  ASSERT_EQ(c->consumer.pause_after_ms, 2000);
   kwp_config_free(c);
 }
 
