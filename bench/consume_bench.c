@@ -10,7 +10,8 @@
  *  - `ws`: the same through the proxy's /socket/out: C WebSocket connections
  *    (members of one fresh group) served by one epoll thread that reads
  *    frames and takes partition and offset from the head of each record.
- *  - `latency`: open loop. A producer (linger.ms=0) writes R records/s for D
+ *  - `latency`: open loop. A producer (linger.ms=0 unless --linger-ms) writes
+ *    R records/s for D
  *    seconds whose value carries the send time (CLOCK_MONOTONIC ns); a direct
  *    consumer and a /socket/out socket, in two groups, read the same records
  *    concurrently and each records now - sent.
@@ -43,6 +44,7 @@ typedef struct cb_opts {
   int port, conns, no_read;
   long count, size, batch;
   double rate, seconds, hold, stall, burst_ms;
+  const char *linger; /* latency mode's producer linger.ms */
 } cb_opts_t;
 
 static uint64_t cb_now_ns(void) {
@@ -844,7 +846,8 @@ static int cb_latency(const cb_opts_t *o) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   if (rd_kafka_conf_set(conf, "bootstrap.servers", o->bootstrap, err,
                         sizeof(err)) ||
-      rd_kafka_conf_set(conf, "linger.ms", "0", err, sizeof(err))) {
+      rd_kafka_conf_set(conf, "linger.ms", o->linger ? o->linger : "0", err,
+                        sizeof(err))) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
@@ -988,6 +991,8 @@ int main(int argc, char **argv) {
       o.stall = atof(v);
     else if (!strcmp(k, "--burst-ms"))
       o.burst_ms = atof(v);
+    else if (!strcmp(k, "--linger-ms"))
+      o.linger = v;
     else if (!strcmp(k, "--set") && cb_nsets < 16)
       cb_sets[cb_nsets++] = v;
   }
@@ -1010,7 +1015,7 @@ int main(int argc, char **argv) {
         "  ws:      --bootstrap B --port P [--connections C] [--batch N] "
         "[--seconds D]\n"
         "  latency: --bootstrap B --port P --rate R --seconds D [--size "
-        "S>=40] [--burst-ms MS]\n"
+        "S>=40] [--burst-ms MS] [--linger-ms MS]\n"
         "  idle:    --port P --connections C [--hold S] [--no-read]\n"
         "  common:  [--group G] [--host H] [--stall S]\n"
         "  direct consumers: [--set librdkafka.key=value]... (no --set: "

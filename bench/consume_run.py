@@ -51,7 +51,12 @@ REBALANCE = {"group.initial.rebalance.delay.ms": "3000"}
 FILL = ((100, 2000000), (1000, 1000000))
 SOCKETS = (1, 16)
 RATE, LAT_SECONDS, LAT_SIZE, BURST_MS = 5000, 10.0, 100, 300
-WARMUP_SECONDS = 10.0
+# The latency producer's linger: with 0 every record was a produce request of
+# its own, and on a slower machine the broker (one core's worth of CPU at
+# 5,000 requests/s) fell seconds behind for good; 1 ms batches them (both
+# consumers read the same records, so it adds the same to both).
+LAT_LINGER_MS = 1
+WARMUP_SECONDS = 20.0
 IDLE = 16
 BATCH = 100
 # A throughput run stops this long after its first record (the rate so far
@@ -225,7 +230,8 @@ def latency(b, admin, proxy, props, burst, seconds=None):
                         "--port", str(proxy.port), "--topic", tpc, "--rate",
                         str(RATE), "--seconds",
                         str(seconds or LAT_SECONDS * SCALE),
-                        "--size", str(LAT_SIZE), "--burst-ms", str(burst)]
+                        "--size", str(LAT_SIZE), "--burst-ms", str(burst),
+                        "--linger-ms", str(LAT_LINGER_MS)]
                  + sets(props))
     proxy.alive(what)
     if r:

@@ -26,7 +26,7 @@ SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
 PAIRS = int(os.environ.get("KWP_BENCH_PAIRS", "5"))
 WARM_RECORDS = 300000
 LAT_RATE = 5000
-LAT_ROUNDS = 3
+LAT_ROUNDS = 5
 LAT_KEYS = ("p50_us", "p99_us", "p999_us")
 
 
