@@ -84,6 +84,53 @@ static int conf_set_java(rd_kafka_conf_t *conf, const char *key,
   return 0;
 }
 
+/* One partition.assignment.strategy entry: a Java assignor class name (as
+ * the reference's configurations have them, fully qualified or not) as
+ * librdkafka names it; librdkafka's own names pass. NULL for Java's eager
+ * StickyAssignor, which librdkafka does not have. */
+static const char *assignor_name(const char *tok) {
+  static const char *const java[][2] = {
+      {"RangeAssignor", "range"},
+      {"RoundRobinAssignor", "roundrobin"},
+      {"CooperativeStickyAssignor", "cooperative-sticky"},
+      {"StickyAssignor", NULL},
+  };
+  const char *dot = strrchr(tok, '.');
+  const char *base = dot ? dot + 1 : tok;
+  for (size_t i = 0; i < sizeof(java) / sizeof(java[0]); i++)
+    if (!strcmp(base, java[i][0]))
+      return java[i][1];
+  return tok;
+}
+
+/* A Java partition.assignment.strategy list in librdkafka's terms. Java
+ * takes a list that mixes eager and cooperative assignors (its 3.x default,
+ * Range then CooperativeSticky) and rebalances eagerly with the first;
+ * librdkafka refuses such a list, so only the assignors of the first one's
+ * kind are kept. */
+static void assignors(const char *val, char *out, size_t len) {
+  int coop = -1;
+  size_t o = 0;
+  out[0] = '\0';
+  for (const char *p = val + strspn(val, ", \t"); *p; p += strspn(p, ", \t")) {
+    char tok[128];
+    size_t n = strcspn(p, ", \t");
+    snprintf(tok, sizeof(tok), "%.*s", (int)n, p);
+    p += n;
+    const char *name = assignor_name(tok);
+    int c = name && !strcmp(name, "cooperative-sticky");
+    if (!name || (coop >= 0 && c != coop)) {
+      KWP_LOG(KWP_LOG_WARN, "kafka",
+              "partition.assignment.strategy: leaving out %s (%s)", tok,
+              name ? "librdkafka cannot mix eager and cooperative assignors"
+                   : "librdkafka has no eager sticky assignor");
+    } else if (o + strlen(name) + 2 <= len) {
+      coop = c;
+      o += (size_t)snprintf(out + o, len - o, "%s%s", o ? "," : "", name);
+    }
+  }
+}
+
 /* Producer-only properties of librdkafka (and their Java names). */
 static int producer_only(const char *key) {
   static const char *const keys[] = {"retries",
@@ -137,6 +184,13 @@ rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
       continue;
     if (!*val)
       val = "none";
+    char names[256];
+    if (!strcmp(kv->key, "partition.assignment.strategy")) {
+      assignors(val, names, sizeof(names));
+      if (!*names)
+        continue; /* librdkafka's default */
+      val = names;
+    }
     rd_kafka_conf_res_t r =
         rd_kafka_conf_set(conf, kv->key, val, errbuf, errlen);
     if (r == RD_KAFKA_CONF_UNKNOWN) {

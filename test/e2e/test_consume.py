@@ -1029,7 +1029,19 @@ class Collector(threading.Thread):
         return self.recs
 
 
-def test_group_splits_partitions_and_rebalances(srv, kafka):
+COOPERATIVE = "org.apache.kafka.clients.consumer.CooperativeStickyAssignor"
+
+
+@pytest.mark.parametrize("strategy", [None, COOPERATIVE])
+def test_group_splits_partitions_and_rebalances(srv, proxy, kafka, strategy):
+    """Eager (librdkafka's default) and cooperative rebalancing, the latter
+    set with the Java assignor class name a reference configuration has
+    (regression: passed on as it was, librdkafka refused it and the proxy
+    did not start: its session handler's consumer failed)."""
+    if strategy:
+        srv = proxy(config="kafka.ws.proxy.consumer.kafka-client-properties "
+                    "{\n  partition.assignment.strategy = \"%s\"\n}\n"
+                    % strategy)
     t = new_topic(kafka, 4)
     g = "grp-" + uuid.uuid4().hex[:10]
     prod = Prod(kafka)

@@ -57,3 +57,52 @@ KWP_TEST(kafka_topic_lookups_share_refreshes) {
   kwp_kafka_free(kafka);
   kwp_config_free(cfg);
 }
+
+/* The consumer's partition.assignment.strategy after Java names are mapped
+ * (@p strategy is a HOCON value). */
+static void strategy_as(kwp_kafka_t *kafka, const char *strategy, char *out,
+                        size_t len) {
+  char err[512], text[512];
+  snprintf(text, sizeof(text),
+           "kafka.ws.proxy.consumer.kafka-client-properties {\n"
+           "  partition.assignment.strategy = \"%s\"\n}\n",
+           strategy);
+  kwp_config_t *cfg = kwp_config_load_string(text, "test.conf", 1, err, 512);
+  ASSERT(cfg != NULL);
+  rd_kafka_conf_t *conf =
+      kwp_kafka_conf_new(kafka, &cfg->consumer.kafka_client_properties,
+                         KWP_KAFKA_CONSUMER, err, sizeof(err));
+  ASSERT(conf != NULL);
+  ASSERT_EQ(rd_kafka_conf_get(conf, "partition.assignment.strategy", out, &len),
+            RD_KAFKA_CONF_OK);
+  rd_kafka_conf_destroy(conf);
+  kwp_config_free(cfg);
+}
+
+KWP_TEST(kafka_java_assignor_names) {
+  char err[512], got[256];
+  kwp_config_t *cfg = kwp_config_load_string(NULL, "test.conf", 1, err, 512);
+  ASSERT(cfg != NULL);
+  kwp_kafka_t *kafka = kwp_kafka_new(cfg, err, sizeof(err));
+  ASSERT(kafka != NULL);
+  strategy_as(kafka,
+              "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+              got, sizeof(got));
+  ASSERT_STREQ(got, "cooperative-sticky");
+  /* Java's 3.x default: eager first, so librdkafka gets the eager one. */
+  strategy_as(kafka,
+              "org.apache.kafka.clients.consumer.RangeAssignor, "
+              "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+              got, sizeof(got));
+  ASSERT_STREQ(got, "range");
+  strategy_as(kafka, "RoundRobinAssignor,range", got, sizeof(got));
+  ASSERT_STREQ(got, "roundrobin,range");
+  strategy_as(kafka, "cooperative-sticky", got, sizeof(got));
+  ASSERT_STREQ(got, "cooperative-sticky");
+  /* No eager sticky assignor in librdkafka: its default stays. */
+  strategy_as(kafka, "org.apache.kafka.clients.consumer.StickyAssignor", got,
+              sizeof(got));
+  ASSERT_STREQ(got, "range,roundrobin");
+  kwp_kafka_free(kafka);
+  kwp_config_free(cfg);
+}
