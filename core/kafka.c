@@ -185,6 +185,9 @@ rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
     if (!*val)
       val = "none";
     char names[256];
+    /* Java's "fail when there is no committed offset" */
+    if (!strcmp(kv->key, "auto.offset.reset") && !strcmp(val, "none"))
+      val = "error";
     if (!strcmp(kv->key, "partition.assignment.strategy")) {
       assignors(val, names, sizeof(names));
       if (!*names)

@@ -106,3 +106,27 @@ KWP_TEST(kafka_java_assignor_names) {
   kwp_kafka_free(kafka);
   kwp_config_free(cfg);
 }
+
+/* Regression: Java's auto.offset.reset = none was passed on, and librdkafka
+ * refused the whole configuration. */
+KWP_TEST(kafka_java_offset_reset_none) {
+  char err[512], got[64];
+  size_t len = sizeof(got);
+  kwp_config_t *cfg = kwp_config_load_string(
+      "kafka.ws.proxy.consumer.kafka-client-properties {\n"
+      "  auto.offset.reset = none\n}\n",
+      "test.conf", 1, err, 512);
+  ASSERT(cfg != NULL);
+  kwp_kafka_t *kafka = kwp_kafka_new(cfg, err, sizeof(err));
+  ASSERT(kafka != NULL);
+  rd_kafka_conf_t *conf =
+      kwp_kafka_conf_new(kafka, &cfg->consumer.kafka_client_properties,
+                         KWP_KAFKA_CONSUMER, err, sizeof(err));
+  ASSERT(conf != NULL);
+  ASSERT_EQ(rd_kafka_conf_get(conf, "auto.offset.reset", got, &len),
+            RD_KAFKA_CONF_OK);
+  ASSERT_STREQ(got, "error");
+  rd_kafka_conf_destroy(conf);
+  kwp_kafka_free(kafka);
+  kwp_config_free(cfg);
+}
