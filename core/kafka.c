@@ -131,6 +131,24 @@ static void assignors(const char *val, char *out, size_t len) {
   }
 }
 
+/* The value librdkafka gets for a Java client property's @p val (@p buf
+ * holds it when it had to be rewritten), or NULL to leave the key unset. */
+static const char *java_value(const char *key, const char *val, char *buf,
+                              size_t len) {
+  /* Java clients read "" as "not set"; librdkafka refuses it. The one
+   * meaningful empty value, no hostname verification, is "none" here. */
+  if (!*val)
+    return strcmp(key, "ssl.endpoint.identification.algorithm") ? NULL : "none";
+  /* Java's "fail when there is no committed offset" */
+  if (!strcmp(key, "auto.offset.reset") && !strcmp(val, "none"))
+    return "error";
+  if (!strcmp(key, "partition.assignment.strategy")) {
+    assignors(val, buf, len);
+    return *buf ? buf : NULL; /* nothing left: librdkafka's default */
+  }
+  return val;
+}
+
 /* Producer-only properties of librdkafka (and their Java names). */
 static int producer_only(const char *key) {
   static const char *const keys[] = {"retries",
@@ -175,25 +193,10 @@ rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
     goto fail;
   for (size_t i = 0; props && i < props->count; i++) {
     const kwp_kv_t *kv = &props->items[i];
-    const char *val = kv->value;
-    /* Java clients read "" as "not set"; librdkafka refuses it. The one
-     * meaningful empty value, no hostname verification, is "none" here. */
-    if (!*val && strcmp(kv->key, "ssl.endpoint.identification.algorithm"))
+    char buf[256];
+    const char *val = java_value(kv->key, kv->value, buf, sizeof(buf));
+    if (!val || (role == KWP_KAFKA_CONSUMER && producer_only(kv->key)))
       continue;
-    if (role == KWP_KAFKA_CONSUMER && producer_only(kv->key))
-      continue;
-    if (!*val)
-      val = "none";
-    char names[256];
-    /* Java's "fail when there is no committed offset" */
-    if (!strcmp(kv->key, "auto.offset.reset") && !strcmp(val, "none"))
-      val = "error";
-    if (!strcmp(kv->key, "partition.assignment.strategy")) {
-      assignors(val, names, sizeof(names));
-      if (!*names)
-        continue; /* librdkafka's default */
-      val = names;
-    }
     rd_kafka_conf_res_t r =
         rd_kafka_conf_set(conf, kv->key, val, errbuf, errlen);
     if (r == RD_KAFKA_CONF_UNKNOWN) {

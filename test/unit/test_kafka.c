@@ -58,25 +58,31 @@ KWP_TEST(kafka_topic_lookups_share_refreshes) {
   kwp_config_free(cfg);
 }
 
-/* The consumer's partition.assignment.strategy after Java names are mapped
- * (@p strategy is a HOCON value). */
-static void strategy_as(kwp_kafka_t *kafka, const char *strategy, char *out,
-                        size_t len) {
+/* What librdkafka's consumer configuration holds for @p key when
+ * consumer.kafka-client-properties sets it to @p value (HOCON text). */
+static void consumer_conf_value(kwp_kafka_t *kafka, const char *key,
+                                const char *value, char *out, size_t len) {
   char err[512], text[512];
   snprintf(text, sizeof(text),
            "kafka.ws.proxy.consumer.kafka-client-properties {\n"
-           "  partition.assignment.strategy = \"%s\"\n}\n",
-           strategy);
+           "  %s = %s\n}\n",
+           key, value);
   kwp_config_t *cfg = kwp_config_load_string(text, "test.conf", 1, err, 512);
   ASSERT(cfg != NULL);
   rd_kafka_conf_t *conf =
       kwp_kafka_conf_new(kafka, &cfg->consumer.kafka_client_properties,
                          KWP_KAFKA_CONSUMER, err, sizeof(err));
   ASSERT(conf != NULL);
-  ASSERT_EQ(rd_kafka_conf_get(conf, "partition.assignment.strategy", out, &len),
-            RD_KAFKA_CONF_OK);
+  ASSERT_EQ(rd_kafka_conf_get(conf, key, out, &len), RD_KAFKA_CONF_OK);
   rd_kafka_conf_destroy(conf);
   kwp_config_free(cfg);
+}
+
+static void strategy_as(kwp_kafka_t *kafka, const char *strategy, char *out,
+                        size_t len) {
+  char quoted[256];
+  snprintf(quoted, sizeof(quoted), "\"%s\"", strategy);
+  consumer_conf_value(kafka, "partition.assignment.strategy", quoted, out, len);
 }
 
 KWP_TEST(kafka_java_assignor_names) {
@@ -111,22 +117,12 @@ KWP_TEST(kafka_java_assignor_names) {
  * refused the whole configuration. */
 KWP_TEST(kafka_java_offset_reset_none) {
   char err[512], got[64];
-  size_t len = sizeof(got);
-  kwp_config_t *cfg = kwp_config_load_string(
-      "kafka.ws.proxy.consumer.kafka-client-properties {\n"
-      "  auto.offset.reset = none\n}\n",
-      "test.conf", 1, err, 512);
+  kwp_config_t *cfg = kwp_config_load_string(NULL, "test.conf", 1, err, 512);
   ASSERT(cfg != NULL);
   kwp_kafka_t *kafka = kwp_kafka_new(cfg, err, sizeof(err));
   ASSERT(kafka != NULL);
-  rd_kafka_conf_t *conf =
-      kwp_kafka_conf_new(kafka, &cfg->consumer.kafka_client_properties,
-                         KWP_KAFKA_CONSUMER, err, sizeof(err));
-  ASSERT(conf != NULL);
-  ASSERT_EQ(rd_kafka_conf_get(conf, "auto.offset.reset", got, &len),
-            RD_KAFKA_CONF_OK);
+  consumer_conf_value(kafka, "auto.offset.reset", "none", got, sizeof(got));
   ASSERT_STREQ(got, "error");
-  rd_kafka_conf_destroy(conf);
   kwp_kafka_free(kafka);
   kwp_config_free(cfg);
 }
