@@ -119,15 +119,19 @@ static void assignors(const char *val, char *out, size_t len) {
     p += n;
     const char *name = assignor_name(tok);
     int c = name && !strcmp(name, "cooperative-sticky");
-    if (!name || (coop >= 0 && c != coop)) {
+    const char *why =
+        !name ? "librdkafka has no eager sticky assignor"
+        : coop >= 0 && c != coop
+            ? "librdkafka cannot mix eager and cooperative assignors"
+        : o + strlen(name) + 2 > len ? "the list is too long"
+                                     : NULL;
+    if (why) {
       KWP_LOG(KWP_LOG_WARN, "kafka",
-              "partition.assignment.strategy: leaving out %s (%s)", tok,
-              name ? "librdkafka cannot mix eager and cooperative assignors"
-                   : "librdkafka has no eager sticky assignor");
-    } else if (o + strlen(name) + 2 <= len) {
-      coop = c;
-      o += (size_t)snprintf(out + o, len - o, "%s%s", o ? "," : "", name);
+              "partition.assignment.strategy: leaving out %s (%s)", tok, why);
+      continue;
     }
+    coop = c;
+    o += (size_t)snprintf(out + o, len - o, "%s%s", o ? "," : "", name);
   }
 }
 
