@@ -226,10 +226,13 @@ static int encode_real(kwp_js_t *js, int width, kwp_bytes_t *out,
   }
   memcpy(text, tok.ptr, tok.len); /* strtod wants a NUL */
   text[tok.len] = 0;
-  double d = strtod(text, NULL);
+  /* A float is rounded from the text once: through a double it could be
+   * rounded twice and land one unit off (1.00000005960464477550 is just
+   * above the midpoint between 1 and the next float). */
+  double d = width == 4 ? 0 : strtod(text, NULL);
+  float f = width == 4 ? strtof(text, NULL) : 0;
   free(heap);
-  float f = (float)d;
-  if (!isfinite(d) || (width == 4 && !isfinite(f))) {
+  if (!isfinite(d) || !isfinite(f)) {
     *why = width == 4 ? "number out of range for float"
                       : "number out of range for double";
     return KWP_EBADREQ;

@@ -27,8 +27,8 @@ static int is_null(kwp_js_t *js) {
   return kwp_js_peek(js) == 'n';
 }
 
-/* A {"value": ..., "format": "..."} object; format is optional but, when
- * given, must name a format type. */
+/* A {"value": ..., "format": "..."} object; format is optional (or null)
+ * but, when given, must name a format type. */
 static void read_kv(kwp_js_t *js, const char *what, kwp_fmt_t fmt,
                     kwp_bytes_t *out, field_err_t *e) {
   const char *c =
@@ -53,7 +53,8 @@ static void read_kv(kwp_js_t *js, const char *what, kwp_fmt_t fmt,
     } else if (kwp_slice_is(name, "format") && kwp_js_peek(js) == '"') {
       if (kwp_js_string(js, &f) == 0 && kwp_fmt_parse(f.ptr, f.len, &named))
         ferr(e, c, "'%s.format' is not a valid format type", what, "", "");
-    } else if (kwp_slice_is(name, "format")) {
+    } else if (kwp_slice_is(name, "format") && kwp_js_peek(js) != 'n') {
+      /* null stands for "not given": the reference's records carry it */
       ferr(e, c, "'%s.format' is not a valid format type", what, "", "");
       kwp_js_value(js, NULL);
     } else {

@@ -352,7 +352,13 @@ void kwp_conn_pause(kwp_conn_t *conn, int reason) {
 }
 
 void kwp_conn_resume(kwp_conn_t *conn, int reason) {
+  int held = conn->pause & ~KWP_PAUSE_SENDQ;
   conn->pause &= ~reason;
+  if (held && !(conn->pause & ~KWP_PAUSE_SENDQ)) {
+    /* The idle clock starts again now (see idle_deadline()). */
+    conn->t_rx = uv_now(kwp_worker_loop(conn->wk));
+    kwp_conn__timer_arm(conn);
+  }
   if (conn->pause || conn->closing)
     return;
   conn_start_reading(conn);
@@ -360,6 +366,18 @@ void kwp_conn_resume(kwp_conn_t *conn, int reason) {
 }
 
 /* --- timers --- */
+
+/* When a WebSocket client counts as idle, 0 for never. Not while the proxy
+ * holds the socket back itself (rate limit, in-flight window, a commit):
+ * the client's frames are then waiting in the proxy or the kernel, and
+ * closing would drop those the proxy has read. A client that stops reading
+ * its own results (KWP_PAUSE_SENDQ) is still timed. */
+static uint64_t idle_deadline(const kwp_conn_t *conn) {
+  const kwp_config_t *cfg = conn->cfg;
+  if (cfg->server.ws_idle_timeout_ms <= 0 || (conn->pause & ~KWP_PAUSE_SENDQ))
+    return 0;
+  return conn->t_rx + (uint64_t)cfg->server.ws_idle_timeout_ms;
+}
 
 static uint64_t conn_deadline(kwp_conn_t *conn) {
   const kwp_config_t *cfg = conn->cfg;
@@ -372,9 +390,7 @@ static uint64_t conn_deadline(kwp_conn_t *conn) {
       return conn->t_req_start + (uint64_t)cfg->server.request_timeout_ms;
     return conn->t_activity + (uint64_t)cfg->server.idle_timeout_ms;
   }
-  uint64_t d = 0;
-  if (cfg->server.ws_idle_timeout_ms > 0)
-    d = conn->t_rx + (uint64_t)cfg->server.ws_idle_timeout_ms;
+  uint64_t d = idle_deadline(conn);
   if (cfg->server.ws_keep_alive_interval_ms > 0) {
     uint64_t last = conn->t_rx > conn->t_tx ? conn->t_rx : conn->t_tx;
     uint64_t k = last + (uint64_t)cfg->server.ws_keep_alive_interval_ms;
@@ -386,7 +402,6 @@ static uint64_t conn_deadline(kwp_conn_t *conn) {
 
 static void conn_timer_cb(uv_timer_t *t) {
   kwp_conn_t *conn = t->data;
-  const kwp_config_t *cfg = conn->cfg;
   uint64_t now = uv_now(kwp_worker_loop(conn->wk));
   uint64_t d = conn_deadline(conn);
   if (conn->closing || !d)
@@ -402,8 +417,7 @@ static void conn_timer_cb(uv_timer_t *t) {
       kwp_http__request_timeout(conn);
     else
       kwp_conn__close(conn);
-  } else if (cfg->server.ws_idle_timeout_ms > 0 &&
-             now >= conn->t_rx + (uint64_t)cfg->server.ws_idle_timeout_ms) {
+  } else if (idle_deadline(conn) && now >= idle_deadline(conn)) {
     kwp_conn_ws_close(conn, KWP_EIDLE, "idle timeout");
   } else {
     kwp_conn_ws_send(conn, KWP_WS_PING, NULL, 0);

@@ -195,6 +195,12 @@ rd_kafka_conf_t *kwp_kafka_conf_new(const kwp_kafka_t *kafka,
       rd_kafka_conf_set(conf, "bootstrap.servers", kafka->bootstrap, errbuf,
                         errlen))
     goto fail;
+  /* Keyed records go where the reference's Java producer puts them
+   * (murmur2, not librdkafka's CRC32), so switching proxies keeps each key
+   * on its partition; @p props may still choose another partitioner. */
+  if (role == KWP_KAFKA_PRODUCER &&
+      rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errbuf, errlen))
+    goto fail;
   for (size_t i = 0; props && i < props->count; i++) {
     const kwp_kv_t *kv = &props->items[i];
     char buf[256];

@@ -2,6 +2,8 @@
  * stack buffer and written with one write(2), so lines never interleave. */
 #include "core/log.h"
 
+#include "codec/ws.h"
+
 #include <ctype.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,17 +33,39 @@ int kwp_log_level_parse(const char *s) {
   return -1;
 }
 
-/* Append @p s JSON-escaped; returns the new length (bounded by cap). */
-static size_t json_escape(char *out, size_t n, size_t cap, const char *s) {
-  for (; *s && n + 7 < cap; s++) {
+/* Length of the well-formed UTF-8 sequence at @p s, 0 if there is none. */
+static size_t utf8_seq(const char *s) {
+  kwp_utf8_t u = {0};
+  for (size_t i = 0; i < 4 && s[i]; i++) {
+    if (kwp_utf8_feed(&u, (const uint8_t *)s + i, 1))
+      return 0;
+    if (kwp_utf8_complete(&u))
+      return i + 1;
+  }
+  return 0;
+}
+
+/* Append @p s so that the line stays one line of valid UTF-8 (and valid
+ * JSON in JSON mode): messages quote what clients sent, and a newline in a
+ * query parameter must not forge a log line. Control characters and bytes
+ * that are not UTF-8 become \xNN (\u00NN for controls in JSON). Returns the
+ * new length, bounded by cap. */
+static size_t escape(char *out, size_t n, size_t cap, const char *s, int json) {
+  while (*s && n + 8 < cap) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
+    size_t k = c < 0x80 ? 1 : utf8_seq(s);
+    if (json && (c == '"' || c == '\\')) {
       out[n++] = '\\';
       out[n++] = (char)c;
-    } else if (c < 0x20) {
-      n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+      s++;
+    } else if (c < 0x20 || c == 0x7f || !k) {
+      const char *f = !json ? "\\x%02x" : k ? "\\u%04x" : "\\\\x%02x";
+      n += (size_t)snprintf(out + n, cap - n, f, c);
+      s++;
     } else {
-      out[n++] = (char)c;
+      memcpy(out + n, s, k);
+      n += k;
+      s += k;
     }
   }
   return n;
@@ -64,21 +88,15 @@ void kwp_log_vwrite(int level, const char *subsys, const char *fmt,
   format_time(ts, sizeof(ts));
   const char *lv = level_names[level < 0 || level > KWP_LOG_ERROR ? 2 : level];
   size_t n;
-  if (log_json) {
+  if (log_json)
     n = (size_t)snprintf(line, sizeof(line),
                          "{\"time\":\"%s\",\"level\":\"%s\",\"subsys\":\"%s\","
                          "\"message\":\"",
                          ts, lv, subsys);
-    n = json_escape(line, n, sizeof(line) - 4, msg);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, "\"}\n");
-  } else {
-    n = (size_t)snprintf(line, sizeof(line), "%s %-5s [%s] %s\n", ts, lv,
-                         subsys, msg);
-  }
-  if (n >= sizeof(line)) {
-    n = sizeof(line) - 1;
-    line[n - 1] = '\n';
-  }
+  else
+    n = (size_t)snprintf(line, sizeof(line), "%s %-5s [%s] ", ts, lv, subsys);
+  n = escape(line, n, sizeof(line) - 4, msg, log_json);
+  n += (size_t)snprintf(line + n, sizeof(line) - n, log_json ? "\"}\n" : "\n");
   ssize_t r = write(STDERR_FILENO, line, n);
   (void)r;
 }

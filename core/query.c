@@ -1,6 +1,7 @@
 /* Query-string parameters: lookup and percent-decoding. Pure, any thread. */
 #include "core/query.h"
 
+#include "codec/ws.h"
 #include "core/error.h"
 
 #include <string.h>
@@ -35,6 +36,11 @@ static int decode(const char *s, size_t len, char *out, size_t outlen) {
     out[o++] = (char)c;
   }
   out[o] = 0;
+  /* Values end up in Kafka client ids, session records and JSON error
+   * bodies, all of which need text. */
+  kwp_utf8_t u = {0};
+  if (kwp_utf8_feed(&u, (const uint8_t *)out, o) || !kwp_utf8_complete(&u))
+    return KWP_EBADREQ;
   return (int)o;
 }
 

@@ -98,9 +98,13 @@ def result(ws):
     ("?clientId=a%00b&topic=t", "Request param 'clientId' is malformed or too long."),
     ("?clientId=" + "c" * 256 + "&topic=t",
      "Request param 'clientId' is malformed or too long."),
+    # not UTF-8: the 400 body was {} (the message could not be JSON)
+    ("?clientId=c&topic=%FF", "Request param 'topic' is malformed or too long."),
+    ("?clientId=c&topic=t&keyType=%C3", "Request param 'keyType' is malformed or too long."),
+    ("?clientId=%ED%A0%80&topic=t", "Request param 'clientId' is malformed or too long."),
 ], ids=["nothing", "no-client", "empty-client", "no-topic", "bad-payload",
         "avro", "bad-keytype", "bad-valtype", "bad-bool", "transactional",
-        "bad-percent", "nul", "too-long"])
+        "bad-percent", "nul", "too-long", "not-utf8", "cut-utf8", "surrogate"])
 def test_query_validation_400(srv, query, message):
     r, c = upgrade(srv, query)
     with c:
@@ -170,6 +174,65 @@ def test_message_id_any_json_and_null(srv, topic):
         assert "error" not in r
     finally:
         ws.close()
+
+
+def java_murmur2(data):
+    """Kafka's Utils.murmur2 (the Java producer's default partitioner for
+    keyed records), as an unsigned 32-bit value."""
+    m, h = 0x5bd1e995, (0x9747b28c ^ len(data)) & 0xffffffff
+    n4 = len(data) // 4
+    for i in range(n4):
+        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = (k * m) & 0xffffffff
+        k ^= k >> 24
+        k = (k * m) & 0xffffffff
+        h = ((h * m) & 0xffffffff) ^ k
+    rest = data[4 * n4:]
+    if len(rest) >= 3:
+        h ^= rest[2] << 16
+    if len(rest) >= 2:
+        h ^= rest[1] << 8
+    if rest:
+        h = ((h ^ rest[0]) * m) & 0xffffffff
+    h ^= h >> 13
+    h = (h * m) & 0xffffffff
+    return h ^ (h >> 15)
+
+
+def test_java_murmur2_matches_kafkas_own_test_vectors():
+    # Kafka's UtilsTest.testMurmur2, as signed Java ints
+    for text, want in [(b"21", -973932308), (b"foobar", -790332482),
+                       (b"a-little-bit-long-string", -985981536),
+                       (b"a-little-bit-longer-string", -1486304829),
+                       (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                        -58897971), (b"abc", 479470107)]:
+        assert java_murmur2(text) == want & 0xffffffff, text
+
+
+def test_keyed_records_go_to_the_java_producers_partition(srv, kafka):
+    """A key lands where the reference's Java producer puts it (murmur2 of the
+    serialized key, positive, modulo the partition count), so switching from
+    the reference keeps every key on its partition. Before, librdkafka's
+    CRC32 partitioner put most keys elsewhere."""
+    t = new_topic(kafka, partitions=6)
+    keys = ["key-%d" % i for i in range(24)] + ["", "é", "a longer key 1234"]
+    ws = open_ws(srv, t, keyType="string")
+    try:
+        for k in keys:
+            ws.send(json.dumps({"key": {"value": k}, "value": {"value": "v"}}))
+        got = [result(ws)["partition"] for _ in keys]
+        ws.close()
+        ws = open_ws(srv, t, keyType="long")
+        for n in (0, 1, -1, 2 ** 40):
+            ws.send(json.dumps({"key": {"value": n}, "value": {"value": "v"}}))
+        got_long = [result(ws)["partition"] for _ in range(4)]
+    finally:
+        ws.close()
+    want = [(java_murmur2(k.encode()) & 0x7fffffff) % 6 for k in keys]
+    assert got == want
+    want_long = [(java_murmur2(struct.pack(">q", n)) & 0x7fffffff) % 6
+                 for n in (0, 1, -1, 2 ** 40)]
+    assert got_long == want_long
 
 
 @pytest.mark.parametrize("valtype,value,raw", [

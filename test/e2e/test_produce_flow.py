@@ -142,6 +142,28 @@ def test_rate_limit_spaces_messages(proxy, kafka):
     assert len(read_all(kafka.bootstrap, topic, 30)) == 30
 
 
+def test_rate_limited_socket_is_not_idle_while_the_proxy_holds_its_messages(
+        proxy, kafka):
+    """Messages the proxy has read but holds back for the rate limit are not
+    the client's silence. Before, the idle timeout closed the socket (1001)
+    after 2 s here and dropped the 20-odd messages still waiting in the
+    proxy: they never reached Kafka and got no result."""
+    p = proxy(env={"WSPROXY_PRODUCER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC": "10",
+                   "WSPROXY_WS_IDLE_TIMEOUT": "2 seconds"})
+    topic = new_topic(kafka.bootstrap, partitions=1)
+    ws = connect(p, "clientId=burst&topic=" + topic)
+    frames = b"".join(_masked_text_frame(json.dumps(
+        {"value": {"value": "m%d" % i}, "messageId": i}).encode())
+        for i in range(40))
+    ws.sock.sendall(frames)  # one write: the proxy reads them all at once
+    try:
+        got = [recv(ws)["messageId"] for _ in range(40)]
+    finally:
+        ws.close()
+    assert got == list(range(40))
+    assert len(read_all(kafka.bootstrap, topic, 40)) == 40
+
+
 def _rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

@@ -4,7 +4,9 @@
 #include "core/log.h"
 #include "test/unit/unit.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define N_MSGS 2000
 
@@ -176,4 +178,39 @@ KWP_TEST(log_ratelimit_drops_and_counts) {
   ASSERT_EQ(kwp_log_level_parse("warning"), KWP_LOG_WARN);
   ASSERT_EQ(kwp_log_level_parse("Debug"), KWP_LOG_DEBUG);
   ASSERT_EQ(kwp_log_level_parse("loud"), -1);
+}
+
+/* The line kwp_log_write() writes for @p msg, in text or JSON mode. */
+static void log_line(int json, const char *msg, char *out, size_t len) {
+  FILE *f = tmpfile();
+  ASSERT(f != NULL);
+  int saved = dup(STDERR_FILENO);
+  dup2(fileno(f), STDERR_FILENO);
+  kwp_log_init(KWP_LOG_INFO, json);
+  kwp_log_write(KWP_LOG_WARN, "t", "%s", msg);
+  kwp_log_init(KWP_LOG_INFO, 0);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  rewind(f);
+  size_t n = fread(out, 1, len - 1, f);
+  out[n] = '\0';
+  fclose(f);
+}
+
+/* A client's text quoted in a message (a query parameter, say) can neither
+ * start a forged line nor put bytes that are not UTF-8 into the log. */
+KWP_TEST(log_lines_escape_controls_and_bad_utf8) {
+  char line[512];
+  const char *msg = "topic x\n2026-01-01T00:00:00.000Z ERROR [session] forged\r"
+                    " caf\xc3\xa9 \xff\xc3 \"q\\";
+  log_line(0, msg, line, sizeof(line));
+  ASSERT(strchr(line, '\n') == line + strlen(line) - 1);
+  ASSERT(strstr(line, "[t] topic x\\x0a2026-01-01T00:00:00.000Z ERROR "
+                      "[session] forged\\x0d caf\xc3\xa9 \\xff\\xc3 \"q\\\n"));
+  log_line(1, msg, line, sizeof(line));
+  ASSERT(strchr(line, '\n') == line + strlen(line) - 1);
+  ASSERT(strstr(line,
+                "\"message\":\"topic x\\u000a2026-01-01T00:00:00.000Z "
+                "ERROR [session] forged\\u000d caf\xc3\xa9 \\\\xff\\\\xc3 "
+                "\\\"q\\\\\"}\n"));
 }

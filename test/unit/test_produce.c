@@ -71,6 +71,9 @@ KWP_TEST(format_encode_primitives) {
   encode_ok(KWP_FMT_DOUBLE, "1.5",
             (const uint8_t *)"\x3f\xf8\x00\x00\x00\x00\x00\x00", 8);
   encode_ok(KWP_FMT_FLOAT, "1.5", (const uint8_t *)"\x3f\xc0\x00\x00", 4);
+  /* Rounded once from the text: via a double it was 3f800000 (1.0). */
+  encode_ok(KWP_FMT_FLOAT, "1.00000005960464477550",
+            (const uint8_t *)"\x3f\x80\x00\x01", 4);
   encode_ok(KWP_FMT_STRING, "\"h\\u00e9\"", (const uint8_t *)"h\xc3\xa9", 3);
   encode_ok(KWP_FMT_JSON, "{\"a\": [1, 2]}", (const uint8_t *)"{\"a\":[1,2]}",
             11);
@@ -161,6 +164,13 @@ KWP_TEST(produce_msg_full) {
   ASSERT(memcmp(m.headers[0].key, "h1", 2) == 0);
   ASSERT_EQ(m.message_id.len, 5);
   ASSERT(memcmp(m.message_id.ptr, "\"m-1\"", 5) == 0);
+  kwp_produce_msg_clear(&m);
+  /* "format": null is "not given" (it was an invalid_value error) */
+  ASSERT_EQ(parse("{\"key\":{\"value\":\"k\",\"format\":null},"
+                  "\"value\":{\"format\":null,\"value\":\"v\"}}",
+                  KWP_FMT_STRING, KWP_FMT_STRING, &m, &code),
+            0);
+  ASSERT(m.has_key && m.key.len == 1 && m.value.len == 1);
   kwp_produce_msg_clear(&m);
 }
 
@@ -347,6 +357,11 @@ KWP_TEST(query_params) {
   ASSERT_EQ(kwp_query_get("/p?a=0123456789abcdef", "a", v, sizeof(v)),
             KWP_EBADREQ);
   ASSERT_EQ(kwp_query_get("/p", "a", v, sizeof(v)), -1);
+  /* values must be UTF-8 */
+  ASSERT_EQ(kwp_query_get("/p?a=%C3%A9", "a", v, sizeof(v)), 2);
+  ASSERT_EQ(kwp_query_get("/p?a=%FF", "a", v, sizeof(v)), KWP_EBADREQ);
+  ASSERT_EQ(kwp_query_get("/p?a=%C3", "a", v, sizeof(v)), KWP_EBADREQ);
+  ASSERT_EQ(kwp_query_get("/p?a=%ED%A0%80", "a", v, sizeof(v)), KWP_EBADREQ);
   ASSERT_EQ(kwp_query_bool("YES"), 1);
   ASSERT_EQ(kwp_query_bool("off"), 0);
   ASSERT_EQ(kwp_query_bool("maybe"), -1);
