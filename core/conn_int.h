@@ -28,10 +28,11 @@ typedef struct kwp_http_req {
   int value_trunc;
   int has_upgrade, upgrade_websocket, conn_upgrade, has_version;
   char ws_key[64];
-  int ws_key_len; /* -1: too long to be valid */
+  int ws_key_len; /* -1: too long or repeated, so not valid */
   char ws_version[8];
   int in_progress; /* the first byte of a request has arrived */
   int method;      /* llhttp_method, once the headers are complete */
+  int http11;      /* HTTP/1.1 or later, once the headers are complete */
   int keep_alive;  /* once the request is complete */
 } kwp_http_req_t;
 

@@ -147,9 +147,11 @@ static void header_store(kwp_http_req_t *r) {
   } else if (!strcasecmp(f, "connection")) {
     r->conn_upgrade |= has_token(v, "upgrade");
   } else if (!strcasecmp(f, "sec-websocket-key")) {
-    r->ws_key_len = r->value_trunc || r->value_len >= sizeof(r->ws_key)
-                        ? -1
-                        : (int)r->value_len;
+    /* RFC 6455 11.3.1: it must not appear more than once */
+    r->ws_key_len =
+        r->ws_key_len || r->value_trunc || r->value_len >= sizeof(r->ws_key)
+            ? -1
+            : (int)r->value_len;
     if (r->ws_key_len > 0)
       memcpy(r->ws_key, v, r->value_len + 1);
   } else if (!strcasecmp(f, "sec-websocket-version")) {
@@ -190,6 +192,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 static int on_headers_complete(llhttp_t *p) {
   kwp_conn_t *conn = CB_CONN(p);
   conn->req.method = p->method;
+  conn->req.http11 = p->http_major > 1 || (p->http_major == 1 && p->http_minor);
   if (p->content_length != ULLONG_MAX &&
       p->content_length > conn->cfg->server.max_request_body_size) {
     conn->http_err = KWP_EBODYTOOBIG;

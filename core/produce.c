@@ -423,11 +423,34 @@ static int transactional_param(produce_sess_t *s, const char *url, int *err,
   return 0;
 }
 
+/* Topics no client may write: Kafka's own and the proxy's. A forged session
+ * record would count against a group's limit for good, a forged heartbeat
+ * stop a node from starting. */
+static int reserved_topic(produce_sess_t *s, int *err, char *msg,
+                          size_t msglen) {
+  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
+  const char *reserved[] = {"__consumer_offsets", "__transaction_state",
+                            cfg->session_handler.topic_name,
+                            cfg->dynamic_config_handler.topic_name};
+  for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+    if (reserved[i] && !strcmp(s->topic, reserved[i])) {
+      *err = KWP_EBADREQ;
+      snprintf(msg, msglen,
+               "Topic %s is internal to Kafka or to the proxy and cannot be "
+               "written to",
+               s->topic);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static int parse_params(produce_sess_t *s, const char *url, int *err, char *msg,
                         size_t msglen) {
   s->val_fmt = KWP_FMT_STRING;
   if (kwp_param_required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
       kwp_param_required(url, "topic", s->topic, err, msg, msglen) < 0 ||
+      reserved_topic(s, err, msg, msglen) < 0 ||
       kwp_param_payload(url, err, msg, msglen) < 0 ||
       kwp_param_format(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||
       kwp_param_format(url, "valType", &s->val_fmt, err, msg, msglen) < 0 ||

@@ -121,6 +121,13 @@ static const route_t *route_find(kwp_conn_t *conn) {
 
 static int upgrade_check(kwp_conn_t *conn, char *accept) {
   kwp_http_req_t *r = &conn->req;
+  if (r->method != HTTP_GET || !r->http11) {
+    kwp_http__error(conn, KWP_EBADREQ,
+                    "Invalid WebSocket upgrade: the handshake must be an "
+                    "HTTP/1.1 GET",
+                    NULL);
+    return -1;
+  }
   if (!r->upgrade_websocket || !r->conn_upgrade) {
     kwp_http__error(conn, KWP_EBADREQ,
                     "Invalid WebSocket upgrade: expected 'Upgrade: websocket' "

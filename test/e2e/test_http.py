@@ -153,6 +153,41 @@ def test_bad_upgrade_headers_400(srv, upgrade, connection):
         check_error(r, 400, BAD_UPGRADE)
 
 
+NOT_GET_11 = "Invalid WebSocket upgrade: the handshake must be an HTTP/1.1 GET"
+
+
+def _ws_headers(extra=()):
+    return [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", new_key()),
+            ("Sec-WebSocket-Version", "13")] + list(extra)
+
+
+def test_upgrade_needs_get(srv):
+    """A HEAD with upgrade headers got 101 and a working WebSocket."""
+    r, c = request(srv.port, http_request_bytes("HEAD", "/echo", _ws_headers()),
+                   head_request=True)
+    with c:
+        assert r.status == 400, r
+        assert r.body == b"", r.body
+
+
+def test_upgrade_needs_http11(srv):
+    """An HTTP/1.0 upgrade got 101 (RFC 6455 4.1 needs 1.1 or later)."""
+    r, c = request(srv.port, http_request_bytes("GET", "/echo", _ws_headers(),
+                                                version="HTTP/1.0"))
+    with c:
+        check_error(r, 400, NOT_GET_11)
+
+
+def test_repeated_websocket_key_400(srv):
+    """RFC 6455 11.3.1: Sec-WebSocket-Key must not appear more than once;
+    two got 101."""
+    r, c = request(srv.port, http_request_bytes("GET", "/echo", _ws_headers(
+        [("Sec-WebSocket-Key", new_key())])))
+    with c:
+        check_error(r, 400, BAD_KEY)
+
+
 def test_upgrade_header_tokens_case_insensitive(srv):
     c = WsRaw(srv.port)
     with c:

@@ -119,6 +119,21 @@ def test_unknown_topic_400(srv):
                           "Topic %s does not exist" % t)
 
 
+@pytest.mark.parametrize("reserved", ["_wsproxy.session.state",
+                                      "_wsproxy.dynamic.configs",
+                                      "__consumer_offsets",
+                                      "__transaction_state"])
+def test_internal_topics_cannot_be_written(srv, reserved):
+    """Before, /socket/in wrote to the session state topic: a forged claim
+    locked a consumer group out for good, forged heartbeats stopped a node
+    from starting ("another node uses server-id ...")."""
+    r, c = upgrade(srv, "?clientId=c&topic=" + reserved)
+    with c:
+        assert_json_error(r.status, r.headers, r.body, 400,
+                          "Topic %s is internal to Kafka or to the proxy and "
+                          "cannot be written to" % reserved)
+
+
 def test_format_types_case_insensitive(srv, topic):
     r, c = upgrade(srv, "?clientId=c&topic=%s&keyType=STRING&valType=Json" % topic)
     with c:
