@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define TX_TIMEOUT_MS 30000
+#define CLOSING_POLL_MS 20
 
 enum { OP_INIT, OP_COMMIT, OP_CLOSE };
 
@@ -22,7 +23,10 @@ struct kwp_txproducer {
   rd_kafka_queue_t *rkq;
   kwp_kbridge_t *kb;
   uv_work_t work;
-  int op, busy, in_txn, closing, failed;
+  uv_timer_t wait; /* init waits for a closing namesake (closing_wait()) */
+  uint64_t wait_until;
+  char *txn_id;
+  int op, busy, in_txn, closing, failed, waiting, listed;
   int refs; /* the owner + a running op; worker-owned plain int */
   kwp_tx_cb cb;
   void *arg;
@@ -31,8 +35,68 @@ struct kwp_txproducer {
 };
 
 static void tx_unref(kwp_txproducer_t *tx) {
-  if (--tx->refs == 0)
+  if (--tx->refs == 0) {
+    free(tx->txn_id);
     free(tx);
+  }
+}
+
+/* Transactional ids whose producer is closing, i.e. committing what its
+ * socket sent, process-wide (one entry per closing producer). A client that
+ * reconnects at once with the same clientId and instanceId would otherwise
+ * fence that producer before its last commit, and everything the old socket
+ * had sent since the previous commit would be aborted. */
+typedef struct closing_id {
+  struct closing_id *next;
+  char id[];
+} closing_id_t;
+
+static uv_once_t closing_once = UV_ONCE_INIT;
+static uv_mutex_t closing_lock;
+static closing_id_t *closing_ids;
+
+static void closing_init(void) {
+  uv_mutex_init(&closing_lock);
+}
+
+static int closing_has(const char *id) {
+  int found = 0;
+  uv_once(&closing_once, closing_init);
+  uv_mutex_lock(&closing_lock);
+  for (closing_id_t *c = closing_ids; c && !found; c = c->next)
+    found = !strcmp(c->id, id);
+  uv_mutex_unlock(&closing_lock);
+  return found;
+}
+
+static void closing_add(kwp_txproducer_t *tx) {
+  size_t n = strlen(tx->txn_id) + 1;
+  closing_id_t *c = malloc(sizeof(*c) + n);
+  if (!c)
+    return; /* only the wait of a reconnect is lost */
+  memcpy(c->id, tx->txn_id, n);
+  uv_once(&closing_once, closing_init);
+  uv_mutex_lock(&closing_lock);
+  c->next = closing_ids;
+  closing_ids = c;
+  uv_mutex_unlock(&closing_lock);
+  tx->listed = 1;
+}
+
+static void closing_remove(kwp_txproducer_t *tx) {
+  if (!tx->listed)
+    return;
+  uv_mutex_lock(&closing_lock);
+  for (closing_id_t **p = &closing_ids; *p; p = &(*p)->next) {
+    if (!strcmp((*p)->id, tx->txn_id)) {
+      closing_id_t *c = *p;
+      *p = c->next;
+      free(c);
+      break;
+    }
+  }
+  uv_mutex_unlock(&closing_lock);
+  tx->listed = 0;
 }
 
 static void tx_event(rd_kafka_event_t *rkev, void *arg) {
@@ -89,6 +153,7 @@ static void tx_bridge_closed(void *arg) {
     tx_event(rkev, tx);
   rd_kafka_queue_destroy(tx->rkq);
   rd_kafka_destroy(tx->rk); /* flushed already: returns at once */
+  closing_remove(tx);
   tx_unref(tx);
 }
 
@@ -162,6 +227,46 @@ static rd_kafka_t *tx_create(kwp_worker_t *wk, const char *txn_id, char *errbuf,
   return rk;
 }
 
+static void wait_closed(uv_handle_t *h) {
+  tx_unref(h->data);
+}
+
+static void wait_end(kwp_txproducer_t *tx) {
+  tx->waiting = 0;
+  uv_timer_stop(&tx->wait);
+  uv_close((uv_handle_t *)&tx->wait, wait_closed);
+}
+
+/* Init once the namesake has closed, or after TX_TIMEOUT_MS (then it is
+ * fenced, as a live one would be). */
+static void wait_tick(uv_timer_t *t) {
+  kwp_txproducer_t *tx = t->data;
+  uint64_t now = uv_now(kwp_worker_loop(tx->wk));
+  if (closing_has(tx->txn_id) && now < tx->wait_until)
+    return;
+  wait_end(tx);
+  if (tx_start(tx, OP_INIT, tx->cb, tx->arg) != 0)
+    tx->cb(tx->arg, KWP_EINTERNAL, "cannot start the transactional producer");
+}
+
+static int closing_wait(kwp_txproducer_t *tx, kwp_tx_cb cb, void *arg) {
+  uv_loop_t *loop = kwp_worker_loop(tx->wk);
+  int rc = uv_timer_init(loop, &tx->wait);
+  if (rc)
+    return rc;
+  tx->wait.data = tx;
+  tx->refs++; /* released by wait_closed */
+  tx->cb = cb;
+  tx->arg = arg;
+  tx->waiting = 1;
+  tx->wait_until = uv_now(loop) + TX_TIMEOUT_MS;
+  KWP_LOG(KWP_LOG_INFO, "produce",
+          "transactional id %s: waiting for the closing producer of the "
+          "previous connection to commit",
+          tx->txn_id);
+  return uv_timer_start(&tx->wait, wait_tick, CLOSING_POLL_MS, CLOSING_POLL_MS);
+}
+
 kwp_txproducer_t *kwp_txproducer_open(kwp_worker_t *wk, const char *txn_id,
                                       kwp_tx_cb cb, void *arg, char *errbuf,
                                       size_t errlen) {
@@ -172,10 +277,13 @@ kwp_txproducer_t *kwp_txproducer_open(kwp_worker_t *wk, const char *txn_id,
   }
   tx->wk = wk;
   tx->refs = 1;
+  tx->txn_id = strdup(txn_id);
   tx->rkq = rd_kafka_queue_get_main(tx->rk);
   tx->kb = kwp_kbridge_new(kwp_worker_loop(wk), tx->rkq, tx_event, tx, errbuf,
                            errlen);
-  if (!tx->kb || tx_start(tx, OP_INIT, cb, arg) != 0) {
+  if (!tx->txn_id || !tx->kb ||
+      (closing_has(txn_id) ? closing_wait(tx, cb, arg)
+                           : tx_start(tx, OP_INIT, cb, arg)) != 0) {
     if (tx->kb)
       kwp_kbridge_close(tx->kb, tx_bridge_closed, tx);
     else {
@@ -222,6 +330,10 @@ int kwp_txproducer_in_txn(const kwp_txproducer_t *tx) {
 void kwp_txproducer_close(kwp_txproducer_t *tx) {
   tx->closing = 1;
   tx->cb = NULL;
+  if (tx->waiting)
+    wait_end(tx); /* never initialised: nothing of it to commit */
+  else
+    closing_add(tx);
   /* A running operation starts the close when it ends (tx_after). */
   if (!tx->busy && tx_start(tx, OP_CLOSE, NULL, NULL) != 0) {
     tx->refs++; /* released by tx_bridge_closed */

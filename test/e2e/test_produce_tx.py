@@ -3,6 +3,9 @@ Results come only after the transaction committed; a fenced producer's
 records are never visible to read_committed consumers."""
 
 import json
+import socket
+import struct
+import time
 
 import pytest
 import websocket
@@ -68,3 +71,36 @@ def test_transactional_requires_configuration(proxy, kafka):
     assert ei.value.status_code == 400
     assert "not configured to allow producer transactions" in \
         json.loads(ei.value.resp_body)["message"]
+
+
+def test_reconnect_at_once_does_not_abort_what_the_closed_socket_sent(
+        proxy, kafka):
+    """What a transactional socket sent is committed when it closes, even
+    when the client reconnects with the same ids at once. Before, the new
+    socket's producer fenced the closing one before its last commit and a
+    read_committed consumer saw none of the 3000 records."""
+    p = proxy(env=dict(TX_ENV, WSPROXY_PRODUCER_TRANSACTION_MAX_MESSAGES="100000",
+                       WSPROXY_PRODUCER_TRANSACTION_INTERVAL="4 seconds"))
+    topic = new_topic(kafka.bootstrap)
+    a = websocket.create_connection(url(p, topic), timeout=30)
+    pad = "x" * 1000  # enough that the last commit takes a while
+    for i in range(3000):
+        a.send(json.dumps({"value": {"value": "first-%d %s" % (i, pad)}}))
+    time.sleep(0.05)  # being read by the proxy, in an open transaction
+    # A connection reset, and the client is back at once (a close handshake
+    # gave the old commit time enough). What the proxy had not read yet is
+    # lost with the connection; what it had read must be committed.
+    a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                      struct.pack("ii", 1, 0))
+    a.sock.close()
+    b = websocket.create_connection(url(p, topic), timeout=30)
+    b.send(json.dumps({"value": {"value": "second"}, "messageId": "b1"}))
+    r = json.loads(b.recv())
+    assert "error" not in r, r
+    b.close()
+    got = read_committed(kafka.bootstrap, topic, 3001, timeout=10)
+    assert got[-1] == b"second", got[-1:]
+    first = got[:-1]
+    assert first, "none of the reset socket's records was committed"
+    assert first == [b"first-%d %s" % (i, pad.encode())
+                     for i in range(len(first))]
