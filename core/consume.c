@@ -190,6 +190,16 @@ void kwp_consume__commit_tick(uv_timer_t *t) {
   consume_sess_t *s = t->data;
   if (s->state != ST_OPEN)
     return;
+  /* librdkafka takes a member that has not polled its consumer queue for
+   * max.poll.interval.ms (5 min) for a dead application and leaves the
+   * group, and the queue is otherwise polled only when an event arrives: a
+   * socket with nothing new to read was dropped from its group every 5
+   * minutes, and got everything since its last commit again. */
+  kwp_kbridge_drain(s->kb);
+  s->commit_since_ms += s->tick_ms;
+  if (s->commit_every_ms <= 0 || s->commit_since_ms < s->commit_every_ms)
+    return;
+  s->commit_since_ms = 0;
   if (s->auto_commit) {
     commit_written(s, -1);
   } else { /* commit-handler.auto-commit-enabled: commit what got old */

@@ -28,6 +28,9 @@
 #define KICK_RETRY_MS 200
 #define KICK_MAX 3
 #define QLOOK_EVERY 64
+/* The longest a consumer queue goes unpolled (librdkafka's
+ * max.poll.interval.ms is 5 min by default, at least session.timeout.ms). */
+#define KWP_CONSUME_POLL_MS 1000
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
@@ -84,6 +87,10 @@ typedef struct kwp_consume_sess {
   unsigned q_seen;     /* records, to look every QLOOK_EVERY */
   int commits_inflight;
   uint64_t commit_failures;
+  /* commit_timer: what the commit settings ask for (0: never) and the
+   * time since it last ran; the timer itself ticks at least every
+   * KWP_CONSUME_POLL_MS (see kwp_consume__commit_tick()). */
+  int64_t commit_every_ms, commit_since_ms, tick_ms;
   uv_work_t destroy;
 } consume_sess_t;
 

@@ -245,9 +245,11 @@ static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
                   : s->cfg->commit_handler.auto_commit_enabled
                       ? s->cfg->commit_handler.auto_commit_interval_ms
                       : 0;
-  if (every > 0)
-    uv_timer_start(&s->commit_timer, kwp_consume__commit_tick, (uint64_t)every,
-                   (uint64_t)every);
+  s->commit_every_ms = every;
+  s->tick_ms =
+      every > 0 && every < KWP_CONSUME_POLL_MS ? every : KWP_CONSUME_POLL_MS;
+  uv_timer_start(&s->commit_timer, kwp_consume__commit_tick,
+                 (uint64_t)s->tick_ms, (uint64_t)s->tick_ms);
   return 0;
 }
 

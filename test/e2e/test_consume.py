@@ -1494,3 +1494,23 @@ def test_zz_proxy_still_healthy(srv):
     st, _, body = srv.get("/healthcheck")
     assert st == 200, body
     srv.assert_alive()
+
+
+def test_a_socket_with_nothing_to_read_stays_in_its_group(proxy, kafka):
+    """librdkafka drops a member that has not polled for max.poll.interval.ms
+    (5 min by default; 8 s here). The proxy polled only when an event came,
+    so a socket that had read everything was dropped, rejoined and got every
+    uncommitted record again."""
+    p = proxy(config="kafka.ws.proxy.consumer.kafka-client-properties {\n"
+                     "  max.poll.interval.ms = 8000\n"
+                     "  session.timeout.ms = 6000\n}\n")
+    t = new_topic(kafka)
+    produce_values(kafka, t, [b"a%d" % i for i in range(5)])
+    o = Out(p, t, autoCommit="false")
+    assert [r["offset"] for r in o.records(5)] == list(range(5))
+    o.quiet(14)  # nothing new, and nothing redelivered
+    produce_values(kafka, t, [b"later"])
+    r = o.records(1)[0]
+    assert (r["offset"], r["value"]["value"]) == (5, "later")
+    o.quiet(1)
+    assert "maximum poll interval" not in p.stderr()
