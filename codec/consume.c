@@ -3,6 +3,7 @@
  * in one pass into the output buffer; only `json` values go through jansson,
  * to be validated. */
 #include "codec/consume.h"
+#include "codec/jscan.h"
 
 #include "codec/ws.h"
 #include "core/error.h"
@@ -202,12 +203,27 @@ static int append_number(kwp_sbuf_t *b, kwp_fmt_t fmt, const uint8_t *p,
 /* Valid JSON is embedded as stored, minus the whitespace between tokens
  * (frames are compact; numbers keep their exact text, which re-encoding
  * through jansson would not). */
-static int append_json(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
+/* Whether @p p is one JSON value. The strict reader of the produce path
+ * first: jansson alone refused integers beyond 64 bits and reals beyond a
+ * double, which are JSON (and which the producer stores as written). It
+ * refuses repeated member names, which JSON tolerates, so jansson has the
+ * last word. */
+static int is_json(const uint8_t *p, size_t n) {
+  kwp_js_t js;
+  kwp_js_init(&js, (const char *)p, n);
+  int ok = kwp_js_value(&js, NULL) == 0 && kwp_js_end(&js) == 0;
+  kwp_js_free(&js);
+  if (ok)
+    return 1;
   json_t *v =
       json_loadb((const char *)p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-  if (!v)
-    return -1;
   json_decref(v);
+  return v != NULL;
+}
+
+static int append_json(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
+  if (!is_json(p, n))
+    return -1;
   char *d = kwp_sbuf_reserve(b, n);
   if (!d)
     return 0;

@@ -1,6 +1,7 @@
 /* The consumer side: commit-handler stacks, autoCommit bookkeeping, record
  * frames, commit frames and the /socket/out parameters. */
 #include "codec/consume.h"
+#include "codec/jscan.h"
 #include "commit/commit.h"
 #include "commit/gate.h"
 #include "commit/written.h"
@@ -185,10 +186,15 @@ static void value_as(kwp_fmt_t fmt, const void *bytes, size_t len,
                      const char *want) {
   kwp_record_t r = {.value = bytes, .value_len = len};
   char *s = frame(KWP_FMT_NONE, fmt, &r), field[128];
-  json_t *root = json_loads(s, 0, NULL);
-  ASSERT(root != NULL); /* valid JSON */
-  ASSERT(json_object_get(root, "error") == NULL);
+  kwp_js_t js; /* valid JSON: jansson refuses numbers beyond a double, the
+                 reader repeated names */
+  kwp_js_init(&js, s, strlen(s));
+  int ok = kwp_js_value(&js, NULL) == 0 && kwp_js_end(&js) == 0;
+  kwp_js_free(&js);
+  json_t *root = ok ? NULL : json_loads(s, 0, NULL);
+  ASSERT(ok || root != NULL);
   json_decref(root);
+  ASSERT(strstr(s, "\"error\":") == NULL);
   snprintf(field, sizeof(field), "\"value\":{\"value\":%s,\"format\"", want);
   if (!strstr(s, field))
     fprintf(stderr, "  %s lacks %s\n", s, field);
@@ -207,6 +213,11 @@ KWP_TEST(consume_record_formats) {
   value_as(KWP_FMT_FLOAT, "\x3f\x80\x00\x00", 4, "1.0");
   value_as(KWP_FMT_JSON, "{\"a\":[1,\"\xc3\xa9\"]}", 14,
            "{\"a\":[1,\"\xc3\xa9\"]}");
+  /* JSON beyond 64-bit integers and doubles (jansson refused it), stored
+   * whitespace dropped, repeated names tolerated */
+  value_as(KWP_FMT_JSON, "{\"n\": 12345678901234567890, \"x\": [1E+999]}", 42,
+           "{\"n\":12345678901234567890,\"x\":[1E+999]}");
+  value_as(KWP_FMT_JSON, "{\"a\":1,\"a\":2}", 13, "{\"a\":1,\"a\":2}");
   value_as(KWP_FMT_BYTEARRAY, "\x00\x01\xfe", 3, "\"AAH+\"");
   value_as(KWP_FMT_AVRO, "", 0, "\"\"");
   value_as(KWP_FMT_STRING, "\"\\/", 3, "\"\\\"\\\\/\"");
