@@ -81,8 +81,9 @@ int kwp_param_positive(const char *url, const char *name, int64_t max,
   int r = kwp_param(url, name, v, err, msg, msglen);
   if (r <= 0)
     return r;
+  /* digits only: strtoll alone also takes a sign and leading spaces */
   long long n = strtoll(v, &end, 10);
-  if (!*v || *end || n < 1 || n > max) {
+  if (v[strspn(v, "0123456789")] || !*v || *end || n < 1 || n > max) {
     *err = KWP_EBADREQ;
     snprintf(msg, msglen,
              "Request param '%s' must be an integer from 1 to %lld, got '%s'.",

@@ -307,6 +307,12 @@ KWP_TEST(consume_params) {
   ASSERT_EQ(kwp_param_positive("/x?rate=101", "rate", 100, &n, &err, msg,
                                sizeof(msg)),
             -1);
+  ASSERT_EQ(kwp_param_positive("/x?rate=%2B5", "rate", 100, &n, &err, msg,
+                               sizeof(msg)),
+            -1);
+  ASSERT_EQ(kwp_param_positive("/x?rate=%205", "rate", 100, &n, &err, msg,
+                               sizeof(msg)),
+            -1);
   ASSERT_EQ(kwp_param_positive("/x", "rate", 100, &n, &err, msg, sizeof(msg)),
             0);
   ASSERT_EQ(kwp_param_bool("/x?autoCommit=FALSE", "autoCommit", &b, &err, msg,
