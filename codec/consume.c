@@ -1,10 +1,10 @@
 /* Outbound record frames of /socket/out (see consume.h). Strings and base64
  * are the hot paths (a 1 KB value per record): they are validated and escaped
- * in one pass into the output buffer; only `json` values go through jansson,
- * to be validated. */
+ * in one pass into the output buffer; only `json` values are parsed, to be
+ * validated. */
 #include "codec/consume.h"
-#include "codec/jscan.h"
 
+#include "codec/jscan.h"
 #include "codec/ws.h"
 #include "core/error.h"
 
@@ -200,9 +200,6 @@ static int append_number(kwp_sbuf_t *b, kwp_fmt_t fmt, const uint8_t *p,
   }
 }
 
-/* Valid JSON is embedded as stored, minus the whitespace between tokens
- * (frames are compact; numbers keep their exact text, which re-encoding
- * through jansson would not). */
 /* Whether @p p is one JSON value. The strict reader of the produce path
  * first: jansson alone refused integers beyond 64 bits and reals beyond a
  * double, which are JSON (and which the producer stores as written). It
@@ -221,6 +218,9 @@ static int is_json(const uint8_t *p, size_t n) {
   return v != NULL;
 }
 
+/* Valid JSON is embedded as stored, minus the whitespace between tokens
+ * (frames are compact; numbers keep their exact text, which re-encoding
+ * through jansson would not). */
 static int append_json(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
   if (!is_json(p, n))
     return -1;
