@@ -109,7 +109,8 @@ int kwp_commit_push(kwp_commit_t *c, int32_t partition, int64_t offset,
   return 0;
 }
 
-/* Parse a decimal number (optionally negative) ending at @p end or '-'. */
+/* Parse a decimal number (optionally negative) ending at @p end or '-',
+ * written as the proxy writes numbers: "00" or "-0" is in no id it sent. */
 static int parse_num(const char **p, const char *end, int64_t *out) {
   const char *q = *p;
   int neg = q < end && *q == '-';
@@ -118,7 +119,8 @@ static int parse_num(const char **p, const char *end, int64_t *out) {
   const char *digits = q;
   while (q < end && *q >= '0' && *q <= '9' && q - digits < 19)
     v = v * 10 + (uint64_t)(*q++ - '0');
-  if (q == digits || (q < end && *q != '-'))
+  if (q == digits || (q < end && *q != '-') ||
+      (*digits == '0' && (q - digits > 1 || neg)))
     return -1;
   *out = neg ? -(int64_t)v : (int64_t)v;
   *p = q;

@@ -33,6 +33,11 @@ KWP_TEST(commit_stack_take) {
   ASSERT_EQ(take(c, "t-0-13-1013x", &pos), KWP_ENOTFOUND);
   ASSERT_EQ(take(c, "t-0-13", &pos), KWP_ENOTFOUND);
   ASSERT_EQ(take(c, "", &pos), KWP_ENOTFOUND);
+  /* the same numbers, not as the proxy writes them: never sent */
+  ASSERT_EQ(take(c, "t-01-3-7", &pos), KWP_ENOTFOUND);
+  ASSERT_EQ(take(c, "t-1-03-7", &pos), KWP_ENOTFOUND);
+  ASSERT_EQ(take(c, "t--0-3-7", &pos), KWP_ENOTFOUND);
+  ASSERT_EQ(take(c, "t-1-3-07", &pos), KWP_ENOTFOUND);
   ASSERT_EQ(take(c, "t-1-3-7", &pos), 0);
   ASSERT_EQ(pos.partition, 1);
   ASSERT_EQ(pos.offset, 4);
