@@ -35,6 +35,7 @@ void kwp_consume__unref(consume_sess_t *s) {
   if (s->sought)
     rd_kafka_topic_partition_list_destroy(s->sought);
   free(s->held);
+  free(s->pqs); /* emptied by purge_partition_queues() */
   free(s);
 }
 
@@ -186,6 +187,8 @@ static void commit_written(consume_sess_t *s, int32_t only) {
     commit_send(s, pos, n);
 }
 
+static void topic_gone_check(consume_sess_t *s, int again);
+
 void kwp_consume__commit_tick(uv_timer_t *t) {
   consume_sess_t *s = t->data;
   if (s->state != ST_OPEN)
@@ -196,6 +199,10 @@ void kwp_consume__commit_tick(uv_timer_t *t) {
    * socket with nothing new to read was dropped from its group every 5
    * minutes, and got everything since its last commit again. */
   kwp_kbridge_drain(s->kb);
+  if (s->topic_recheck_at && now_ms(s) >= s->topic_recheck_at) {
+    s->topic_recheck_at = 0;
+    topic_gone_check(s, 1);
+  }
   s->commit_since_ms += s->tick_ms;
   if (s->commit_every_ms <= 0 || s->commit_since_ms < s->commit_every_ms)
     return;
@@ -472,6 +479,22 @@ static void assigned_update(consume_sess_t *s,
  * assign: librdkafka leaves a forward the application set alone when it
  * starts fetching. A partition whose queue cannot be had keeps feeding the
  * consumer's queue, which works too, only without the hold. */
+/* Keep @p pq as partition @p p's queue; 0, or -1 when it was not kept. */
+static int pq_keep(consume_sess_t *s, int32_t p, rd_kafka_queue_t *pq) {
+  if (p >= s->npqs) {
+    rd_kafka_queue_t **a = realloc(s->pqs, (size_t)(p + 1) * sizeof(*a));
+    if (!a)
+      return -1;
+    memset(a + s->npqs, 0, (size_t)(p + 1 - s->npqs) * sizeof(*a));
+    s->pqs = a;
+    s->npqs = p + 1;
+  }
+  if (s->pqs[p])
+    return -1;
+  s->pqs[p] = pq;
+  return 0;
+}
+
 static void partitions_route(consume_sess_t *s,
                              const rd_kafka_topic_partition_list_t *parts) {
   for (int i = 0; i < parts->cnt; i++) {
@@ -479,8 +502,29 @@ static void partitions_route(consume_sess_t *s,
         s->rk, parts->elems[i].topic, parts->elems[i].partition);
     if (pq) {
       rd_kafka_queue_forward(pq, s->msgq);
-      rd_kafka_queue_destroy(pq);
+      if (pq_keep(s, parts->elems[i].partition, pq) != 0)
+        rd_kafka_queue_destroy(pq);
     }
+  }
+}
+
+/* librdkafka 2.0.2 to 2.6.0 (#4724): when a partition leaves the cluster
+ * (its topic is deleted) while it is consumed, its queue is unforwarded
+ * and the records and errors left in it hold the partition, which holds
+ * them: rd_kafka_destroy() then waited for ever, and with it the proxy's
+ * shutdown. Emptying those queues once the consumer is closed breaks the
+ * cycle (on other versions they are empty by then). */
+static void purge_partition_queues(consume_sess_t *s) {
+  for (int32_t p = 0; p < s->npqs; p++) {
+    rd_kafka_queue_t *pq = s->pqs[p];
+    rd_kafka_event_t *rkev;
+    if (!pq)
+      continue;
+    rd_kafka_queue_forward(pq, NULL);
+    while ((rkev = rd_kafka_queue_poll(pq, 0)))
+      rd_kafka_event_destroy(rkev);
+    rd_kafka_queue_destroy(pq);
+    s->pqs[p] = NULL;
   }
 }
 
@@ -587,6 +631,43 @@ static void on_committed(consume_sess_t *s, rd_kafka_event_t *rkev) {
     close_consumer(s);
 }
 
+static void topic_gone_checked(void *arg, int partitions) {
+  consume_sess_t *s = arg;
+  s->topic_checking = 0;
+  if (partitions == KWP_ENOTFOUND && s->state == ST_OPEN)
+    sess_fail(s, KWP_ENOTFOUND, "the topic was deleted");
+  else if (partitions > 0 && !s->topic_rechecking)
+    s->topic_recheck_at = now_ms(s) + TOPIC_RECHECK_MS;
+  kwp_consume__unref(s);
+}
+
+/* Kafka says the topic or one of its partitions is unknown: it may have
+ * been deleted, or be new and not known everywhere yet. The cached
+ * metadata decides: a miss is looked at for 3 s, as at the upgrade; a hit
+ * can be 10 s old, so it is looked at once more after TOPIC_RECHECK_MS
+ * (kwp_consume__commit_tick()). A deleted topic closes the socket (1011)
+ * rather than leave the client waiting, unanswered, on a topic that is
+ * gone. */
+static void topic_gone_check(consume_sess_t *s, int again) {
+  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
+  if (s->topic_checking || s->state != ST_OPEN)
+    return;
+  s->topic_checking = 1;
+  s->topic_rechecking = again;
+  s->refs++;
+  if (kwp_kafka_topic_lookup(ctx->kafka, kwp_worker_loop(s->wk), s->topic,
+                             topic_gone_checked, s) != 0) {
+    s->topic_checking = 0;
+    s->refs--;
+  }
+}
+
+static int topic_unknown(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+         err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+         err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+}
+
 void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg) {
   consume_sess_t *s = arg;
   switch (rd_kafka_event_type(rkev)) {
@@ -608,6 +689,8 @@ void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg) {
     else
       KWP_LOG_RL(KWP_LOG_WARN, "kafka", "consumer of group %s: %s", s->group_id,
                  rd_kafka_event_error_string(rkev));
+    if (topic_unknown(rd_kafka_event_error(rkev)))
+      topic_gone_check(s, 0);
     break;
   default:
     break;
@@ -796,6 +879,7 @@ static void close_poll(uv_timer_t *t) {
   if (!rd_kafka_consumer_closed(s->rk))
     return;
   s->state = ST_DONE;
+  purge_partition_queues(s);
   uv_timer_stop(&s->close_timer);
   uv_close((uv_handle_t *)&s->close_timer, handle_closed);
   kwp_kbridge_close(s->kb_msgs, bridge_closed, s);

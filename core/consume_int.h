@@ -31,6 +31,9 @@
 /* The longest a consumer queue goes unpolled (librdkafka's
  * max.poll.interval.ms is 5 min by default, at least session.timeout.ms). */
 #define KWP_CONSUME_POLL_MS 1000
+/* A second look at a topic Kafka says is gone, once the proxy's cached
+ * metadata (10 s) has been refreshed. */
+#define TOPIC_RECHECK_MS 11000
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
@@ -53,6 +56,10 @@ typedef struct kwp_consume_sess {
    * forwarded, which backpressure holds. A held socket's group never waits
    * for it. */
   rd_kafka_queue_t *rkq, *msgq;
+  /* Each partition's own queue, once assigned (indexed by partition), kept
+   * to be emptied after the close (see purge_partition_queues()). */
+  rd_kafka_queue_t **pqs;
+  int32_t npqs;
   kwp_kbridge_t *kb, *kb_msgs;
   int bridges;         /* bridges still open */
   kwp_commit_t *stack; /* autoCommit=false */
@@ -67,10 +74,13 @@ typedef struct kwp_consume_sess {
   size_t nheld, held_cap;
   kwp_rate_t *rate_sock, *rate_group;
   uv_timer_t rate_timer, commit_timer, close_timer, retry_timer, kick_timer;
-  uv_timer_t hold_timer;  /* a held socket's partitions pause after this */
-  int kpaused;            /* its partitions are paused in librdkafka */
-  kwp_cgate_t *gate;      /* commits in order, one in flight per partition */
-  kwp_written_t *written; /* autoCommit=true */
+  uv_timer_t hold_timer;     /* a held socket's partitions pause after this */
+  int kpaused;               /* its partitions are paused in librdkafka */
+  int topic_checking;        /* a lookup of a topic Kafka says is gone runs */
+  int topic_rechecking;      /* ... and it is the second look */
+  uint64_t topic_recheck_at; /* when to look again (0: no need) */
+  kwp_cgate_t *gate;         /* commits in order, one in flight per partition */
+  kwp_written_t *written;    /* autoCommit=true */
   kwp_session_claim_t *claim; /* this socket's place in its group */
   rd_kafka_topic_partition_list_t *assigned; /* NULL until the first one */
   rd_kafka_topic_partition_list_t *sought;   /* fetch_restart()'s last seek */

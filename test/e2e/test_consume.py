@@ -1514,3 +1514,27 @@ def test_a_socket_with_nothing_to_read_stays_in_its_group(proxy, kafka):
     assert (r["offset"], r["value"]["value"]) == (5, "later")
     o.quiet(1)
     assert "maximum poll interval" not in p.stderr()
+
+
+def test_a_deleted_topic_closes_the_socket_1011(proxy, kafka):
+    """Before, a socket whose topic was deleted stayed open and silent (the
+    log got a warning per partition per second), and the proxy then hung on
+    SIGTERM: librdkafka 2.0.2 to 2.6.0 never finish destroying a consumer
+    whose partition left the cluster unless its queue is emptied (#4724)."""
+    p = proxy()
+    t = new_topic(kafka, partitions=2)
+    produce_values(kafka, t, [b"a", b"b"], partition=0)
+    o = Out(p, t)
+    o.records(2)
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.delete_topics([t])[t].result(30)
+    t0 = time.monotonic()
+    f = o._next(30)  # metadata cached up to 10 s, looked at again, then 3 s
+    assert f is not None, "still open 30 s after the topic was deleted"
+    op, data = f
+    assert op == websocket.ABNF.OPCODE_CLOSE, (op, data[:100])
+    assert int.from_bytes(data[:2], "big") == 1011
+    assert data[2:] == b"the topic was deleted"
+    assert time.monotonic() - t0 < 25
+    rc, took = p.stop()
+    assert rc == 0 and took < 5, (rc, took)
