@@ -29,6 +29,7 @@ typedef struct kwp_http_req {
   int has_upgrade, upgrade_websocket, conn_upgrade, has_version;
   char ws_key[64];
   int ws_key_len; /* -1: too long or repeated, so not valid */
+  int ws_key_seen;
   char ws_version[8];
   int in_progress; /* the first byte of a request has arrived */
   int method;      /* llhttp_method, once the headers are complete */

@@ -149,7 +149,7 @@ static void header_store(kwp_http_req_t *r) {
   } else if (!strcasecmp(f, "sec-websocket-key")) {
     /* RFC 6455 11.3.1: it must not appear more than once */
     r->ws_key_len =
-        r->ws_key_len || r->value_trunc || r->value_len >= sizeof(r->ws_key)
+        r->ws_key_seen++ || r->value_trunc || r->value_len >= sizeof(r->ws_key)
             ? -1
             : (int)r->value_len;
     if (r->ws_key_len > 0)

@@ -179,11 +179,14 @@ def test_upgrade_needs_http11(srv):
         check_error(r, 400, NOT_GET_11)
 
 
-def test_repeated_websocket_key_400(srv):
+@pytest.mark.parametrize("first", ["valid", "empty"])
+def test_repeated_websocket_key_400(srv, first):
     """RFC 6455 11.3.1: Sec-WebSocket-Key must not appear more than once;
     two got 101."""
-    r, c = request(srv.port, http_request_bytes("GET", "/echo", _ws_headers(
-        [("Sec-WebSocket-Key", new_key())])))
+    h = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+         ("Sec-WebSocket-Key", new_key() if first == "valid" else ""),
+         ("Sec-WebSocket-Key", new_key()), ("Sec-WebSocket-Version", "13")]
+    r, c = request(srv.port, http_request_bytes("GET", "/echo", h))
     with c:
         check_error(r, 400, BAD_KEY)
 
