@@ -553,12 +553,31 @@ int kwp_conn__ws_start(kwp_conn_t *conn, const kwp_ws_handler_t *h) {
   return 0;
 }
 
+/* A WebSocket whose handler has work in flight at SIGTERM (see the
+ * handler's shutdown()). */
+static int ws_shutdown_waits(kwp_conn_t *conn) {
+  return conn->state == KWP_CONN_WS && !conn->closing && !conn->draining &&
+         !conn->ws_close_sent && conn->h && conn->h->shutdown;
+}
+
 void kwp_conn__shutdown(kwp_conn_t *conn) {
   if (conn->closing)
     return;
   conn->shutdown_requested = 1;
-  if (conn->state == KWP_CONN_WS)
+  if (ws_shutdown_waits(conn) && conn->h->shutdown(conn, conn->hstate, 0))
+    kwp_conn_pause(conn, KWP_PAUSE_SHUTDOWN);
+  else if (conn->state == KWP_CONN_WS)
     kwp_conn_ws_close(conn, KWP_ESHUTDOWN, "server shutting down");
   else if (!(conn->pause & KWP_PAUSE_ASYNC))
     kwp_conn__close(conn);
+}
+
+void kwp_conn__grace_over(kwp_conn_t *conn) {
+  if (!ws_shutdown_waits(conn) || !(conn->pause & KWP_PAUSE_SHUTDOWN)) {
+    kwp_conn__close(conn);
+    return;
+  }
+  conn->h->shutdown(conn, conn->hstate, 1);
+  kwp_conn_ws_close(conn, KWP_ESHUTDOWN, "server shutting down");
+  kwp_conn__finish(conn); /* what is written goes out, then the TCP close */
 }

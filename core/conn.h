@@ -20,6 +20,7 @@ enum kwp_conn_pause {
   KWP_PAUSE_ASYNC = 4,   /* an HTTP response is being prepared */
   KWP_PAUSE_RATE = 8,    /* the client is over its messages-per-second */
   KWP_PAUSE_TXN = 16,    /* a transaction is being committed */
+  KWP_PAUSE_SHUTDOWN = 32, /* SIGTERM: in-flight work ends, nothing new */
 };
 
 typedef struct kwp_ws_handler {
@@ -44,6 +45,14 @@ typedef struct kwp_ws_handler {
    * close(), which waits for the client's FIN.
    */
   void (*closing)(kwp_conn_t *conn, void *state);
+  /**
+   * SIGTERM (may be NULL: the socket closes with 1001 at once). Return 1 to
+   * keep the socket open, no longer read, while work already accepted ends
+   * (the handler then closes it with KWP_ESHUTDOWN), 0 to close at once.
+   * Called again with @p final = 1 when the grace period is over, to
+   * answer what is still pending before the 1001.
+   */
+  int (*shutdown)(kwp_conn_t *conn, void *state, int final);
   /** The socket is gone; free @p state (it may outlive this call if the
    * handler holds a reference, see kwp_conn_ref). */
   void (*close)(kwp_conn_t *conn, void *state);

@@ -78,6 +78,7 @@ void kwp_conn__write(kwp_conn_t *conn, const uv_buf_t *bufs, unsigned n);
 void kwp_conn__finish(kwp_conn_t *conn); /* close TCP once writes drain */
 void kwp_conn__close(kwp_conn_t *conn);  /* close now */
 void kwp_conn__shutdown(kwp_conn_t *conn);
+void kwp_conn__grace_over(kwp_conn_t *conn);
 int kwp_conn__ws_start(kwp_conn_t *conn, const kwp_ws_handler_t *h);
 void kwp_conn__timer_arm(kwp_conn_t *conn);
 void kwp_conn__process(kwp_conn_t *conn);

@@ -63,6 +63,7 @@ struct produce_sess {
   kwp_txproducer_t *tx;
   size_t txn_count;
   uv_timer_t txn_timer;
+  int shutting_down; /* SIGTERM: closes once every result is sent */
 };
 
 static void sess_unref(produce_sess_t *s) {
@@ -147,6 +148,8 @@ static void sess_flush(produce_sess_t *s) {
     kwp_sbuf_free(&s->out);
   if (s->conn && s->count <= s->cap / 2 && s->bytes <= s->max_bytes / 2)
     kwp_conn_resume(s->conn, KWP_PAUSE_HANDLER);
+  if (s->conn && s->shutting_down && s->count == 0)
+    kwp_conn_ws_close(s->conn, KWP_ESHUTDOWN, "server shutting down");
 }
 
 static const char *kafka_err_code(rd_kafka_resp_err_t err) {
@@ -377,10 +380,48 @@ static int produce_open(kwp_conn_t *conn, void **state) {
   return 0;
 }
 
+/* The grace period is over: every result still owed goes out now, in
+ * order; what Kafka has not acknowledged is not_delivered (it may still be
+ * stored: the producer's in-flight requests are abandoned, not undone). */
+static void answer_pending(produce_sess_t *s) {
+  sess_flush(s);
+  s->out.len = 0;
+  for (size_t i = 0; i < s->count; i++) {
+    produce_slot_t *slot = &s->ring[(s->head + i) % s->cap];
+    char *keep = slot->result, *owed = NULL;
+    if (!slot->done &&
+        !(slot->result = owed = kwp_produce_result_err(
+              slot_id(slot), slot->id_len, "not_delivered",
+              "the proxy shut down before Kafka acknowledged the record")))
+      break;
+    if (slot->ok || slot->result)
+      frame_result(s, slot);
+    slot->result = keep;
+    free(owed);
+  }
+  if (s->out.len && !s->out.oom)
+    kwp_conn_ws_send_framed(s->conn, s->out.data, s->out.len);
+  s->out.len = 0;
+  s->out.oom = 0;
+}
+
+/* SIGTERM: no new messages; the socket stays until every record it sent
+ * has its result (sess_flush() closes it), or the grace period ends. */
+static int produce_shutdown(kwp_conn_t *conn, void *state, int final) {
+  produce_sess_t *s = state;
+  if (final) {
+    answer_pending(s);
+    return 0;
+  }
+  s->shutting_down = s->count > 0;
+  return s->shutting_down;
+}
+
 static const kwp_ws_handler_t produce_handler = {
     .name = "produce",
     .open = produce_open,
     .message = produce_message,
+    .shutdown = produce_shutdown,
     .close = produce_close,
 };
 

@@ -102,8 +102,10 @@ static void worker_grace_expired(uv_timer_t *t) {
   KWP_LOG(KWP_LOG_WARN, "conn",
           "worker %d: grace period over, closing %zu connection(s)", wk->index,
           wk->nconns);
-  for (kwp_conn_t *conn = wk->conns; conn; conn = conn->next)
-    kwp_conn__close(conn);
+  for (kwp_conn_t *conn = wk->conns, *next; conn; conn = next) {
+    next = conn->next;
+    kwp_conn__grace_over(conn);
+  }
 }
 
 static void worker_begin_shutdown(kwp_worker_t *wk) {

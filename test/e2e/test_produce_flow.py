@@ -321,3 +321,85 @@ def test_topic_created_a_moment_ago_is_usable(prod, kafka):
         r = recv(ws)
         assert r.get("offset") == 0 and "error" not in r, r
         ws.close()
+
+
+def _read_until_close(ws, timeout=30):
+    """Every result frame until the close frame; (results, close code)."""
+    out = []
+    ws.settimeout(timeout)
+    while True:
+        op, data = ws.recv_data(control_frame=True)
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            return out, int.from_bytes(data[:2], "big") if data else None
+        if op == websocket.ABNF.OPCODE_TEXT:
+            out.append(json.loads(data))
+
+
+def test_sigterm_sends_every_result_before_closing(proxy, kafka):
+    """On SIGTERM a producer socket stops reading and closes (1001) once
+    every record it read has its result. Before, it closed at once: records
+    Kafka stored got no result, so a client resending them duplicated them."""
+    import signal
+    import threading
+    p = proxy()
+    topic = new_topic(kafka.bootstrap, partitions=3)
+    socks = [connect(p, "clientId=term%d&topic=%s" % (j, topic))
+             for j in range(3)]
+    got = [None] * 3
+
+    def pump(j):
+        ws = socks[j]
+        try:
+            for i in range(4000):
+                send(ws, "s%d-%d" % (j, i), mid=i)
+        except Exception:
+            pass  # the proxy stopped reading or closed
+
+    senders = [threading.Thread(target=pump, args=(j,)) for j in range(3)]
+    for t in senders:
+        t.start()
+    first = recv(socks[0])  # traffic is flowing
+    p.send_signal(signal.SIGTERM)
+    for j in range(3):
+        got[j] = _read_until_close(socks[j])
+    got[0] = ([first] + got[0][0], got[0][1])
+    for t in senders:
+        t.join(10)
+    assert p.wait(15) == 0
+    acks = sum(len(g[0]) for g in got)
+    stored = {m.value() for m in consume_all(kafka.bootstrap, topic, acks, 10)}
+    for j in range(3):
+        results, code = got[j]
+        assert code == 1001
+        ids = [r["messageId"] for r in results]
+        assert ids == list(range(len(ids))), "results not one per message, in order"
+        assert all("error" not in r for r in results), results[-3:]
+        acked = {b"s%d-%d" % (j, i) for i in ids}
+        mine = {v for v in stored if v.startswith(b"s%d-" % j)}
+        assert mine == acked, "stored without a result: %d" % len(mine - acked)
+
+
+def test_sigterm_with_kafka_down_answers_not_delivered(proxy):
+    """Kafka away at SIGTERM: the records still owed get not_delivered when
+    the grace period is over, then the 1001. Before, the socket closed at
+    once and they got nothing."""
+    import signal
+    b = start_broker()
+    topic = new_topic(b.bootstrap, partitions=1)
+    p = proxy(bootstrap=b.bootstrap,
+              env={"WSPROXY_SHUTDOWN_GRACE_PERIOD": "2 seconds"})
+    ws = connect(p, "clientId=down&topic=" + topic)
+    send(ws, "first", mid=0)
+    assert "error" not in recv(ws)
+    b.kill()
+    for i in range(1, 201):
+        send(ws, "m%d" % i, mid=i)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    results, code = _read_until_close(ws)
+    assert code == 1001
+    assert [r["messageId"] for r in results] == list(range(1, 201))
+    assert {r.get("error") for r in results} == {"not_delivered"}, results[:2]
+    assert 1.5 <= time.monotonic() - t0 < 6
+    p.wait(15)
