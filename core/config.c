@@ -468,10 +468,32 @@ static int map_scalar(const centry_t *e, const kwp_hnode_t *n, char *base,
   }
 }
 
+/* A section on @p path (below the root) that is set to something other
+ * than an object: `server = 5` or `server = null` replaces the whole
+ * section, built-in defaults included, and every key in it would read as
+ * unset (the server then started on port 0 with no server-id and crashed). */
+static int section_replaced(kwp_hnode_t *root, const char *path, char *err,
+                            size_t errlen) {
+  char sect[256];
+  for (const char *dot = strchr(path, '.'); dot; dot = strchr(dot + 1, '.')) {
+    char full[sizeof(ROOT) + sizeof(sect)];
+    snprintf(sect, sizeof(sect), "%.*s", (int)(dot - path), path);
+    snprintf(full, sizeof(full), ROOT "%s", sect);
+    kwp_hnode_t *n = kwp_hocon_get(root, full);
+    if (!n)
+      return 0;
+    if (n->type != KWP_H_OBJ)
+      return bad(n, sect, "an object", err, errlen);
+  }
+  return 0;
+}
+
 static int map_entry(kwp_config_t *cfg, kwp_hnode_t *root, const centry_t *e,
                      char *err, size_t errlen) {
   char full[256];
   snprintf(full, sizeof(full), ROOT "%s", e->path);
+  if (section_replaced(root, e->path, err, errlen))
+    return -1;
   kwp_hnode_t *n = kwp_hocon_get(root, full);
   char *base = (char *)cfg;
   if (!n || n->type == KWP_H_NULL)

@@ -14,7 +14,12 @@ typedef struct parser {
   char *err;
   size_t errlen;
   int failed;
+  int depth; /* objects and lists open around the cursor */
 } parser_t;
+
+/* Deeper than any configuration needs; the parser, merging and freeing all
+ * recurse, and a file nested 50,000 levels deep overflowed the stack. */
+#define HOCON_MAX_DEPTH 256
 
 static int fail(parser_t *ps, const char *fmt, ...) {
   if (ps->failed)
@@ -258,17 +263,28 @@ fail:
 
 static kwp_hnode_t *parse_value(parser_t *ps) {
   char c = *ps->p;
+  if ((c == '{' || c == '[') && ps->depth >= HOCON_MAX_DEPTH) {
+    fail(ps, "nested deeper than %d levels", HOCON_MAX_DEPTH);
+    return NULL;
+  }
   if (c == '{') {
     kwp_hnode_t *obj = node_new(ps, KWP_H_OBJ);
     ps->p++;
-    if (parse_members(ps, obj, '}') != 0) {
+    ps->depth++;
+    int rc = parse_members(ps, obj, '}');
+    ps->depth--;
+    if (rc != 0) {
       kwp_hocon_free(obj);
       return NULL;
     }
     return obj;
   }
-  if (c == '[')
-    return parse_array(ps);
+  if (c == '[') {
+    ps->depth++;
+    kwp_hnode_t *arr = parse_array(ps);
+    ps->depth--;
+    return arr;
+  }
   if (c == '$' && ps->p[1] == '{')
     return parse_subst(ps);
   if (c == '"') {
@@ -421,7 +437,7 @@ static int parse_members(parser_t *ps, kwp_hnode_t *obj, char close) {
 
 int kwp_hocon_parse(kwp_hnode_t *root, const char *text, const char *src,
                     char *err, size_t errlen) {
-  parser_t ps = {text, text, text, src, 1, err, errlen, 0};
+  parser_t ps = {text, text, text, src, 1, err, errlen, 0, 0};
   skip_ws(&ps, 1);
   if (*ps.p == '{') {
     ps.p++;

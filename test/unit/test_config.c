@@ -158,6 +158,33 @@ KWP_TEST(config_props_inherit) {
   kwp_config_free(c);
 }
 
+/* 50,000 levels of braces overflowed the stack; a limit now says so. */
+static void load_nested(int depth, const char *want) {
+  size_t n = (size_t)depth * 4 + 16;
+  char *text = malloc(n), *p = text;
+  ASSERT(text != NULL);
+  for (int i = 0; i < depth; i++)
+    p += sprintf(p, "a {");
+  for (int i = 0; i < depth; i++)
+    *p++ = '}';
+  *p = 0;
+  char err[512];
+  kwp_config_t *cfg = kwp_config_load_string(text, "test.conf", 1, err, 512);
+  free(text);
+  if (want) {
+    ASSERT(cfg == NULL);
+    ASSERT(strstr(err, want) != NULL);
+  } else {
+    ASSERT(cfg != NULL);
+    kwp_config_free(cfg);
+  }
+}
+
+KWP_TEST(config_nesting_is_bounded) {
+  load_nested(200, NULL);
+  load_nested(50000, "nested deeper than 256 levels");
+}
+
 KWP_TEST(config_errors_name_key_and_line) {
   load_fails("kafka.ws.proxy {\n  server.port = \"abc\"\n}\n",
              "test.conf:2: kafka.ws.proxy.server.port: expected an integer "
@@ -172,6 +199,14 @@ KWP_TEST(config_errors_name_key_and_line) {
              "\"port\"");
   load_fails("a = = b\n", "test.conf:1:5: syntax error");
   load_fails("a = {\n", "missing '}'");
+  /* a section replaced by a scalar or null loses its defaults: it was read
+   * as all unset (port 0, no server-id) and the server crashed */
+  load_fails(
+      "kafka.ws.proxy.server = 5\n",
+      "test.conf:1: kafka.ws.proxy.server: expected an object, got \"5\"");
+  load_fails("kafka.ws.proxy.session-handler = null\n",
+             "kafka.ws.proxy.session-handler: expected an object, got "
+             "\"null\"");
   load_fails("a = \"open\n", "unterminated string");
   load_fails("include \"x.conf\"\n", "include is not supported");
   load_fails("a = ${no.such.path}\n", "substitution ${no.such.path} is not "
