@@ -17,6 +17,12 @@ typedef struct stack {
   int32_t partition;
   entry_t *ring;
   size_t cap, head, count;
+  /* Offsets of records dropped from the full stack and not yet covered by
+   * a commit (dropped_lo > dropped_hi: none). A client behind the proxy by
+   * more than the stack (the socket and kernel buffers hold thousands of
+   * records) commits only such records; refusing them, as the stack alone
+   * did, meant nothing it read was ever committed. */
+  int64_t dropped_lo, dropped_hi;
 } stack_t;
 
 struct kwp_commit {
@@ -64,6 +70,7 @@ static stack_t *stack_find(kwp_commit_t *c, int32_t partition, int create) {
   stack_t *s = &c->parts[c->nparts++];
   memset(s, 0, sizeof(*s));
   s->partition = partition;
+  s->dropped_lo = 1;
   return s;
 }
 
@@ -87,10 +94,26 @@ static int stack_grow(stack_t *s, size_t max) {
   return 0;
 }
 
-/* Clear entries [0, n) of the stack (the n oldest). */
+/* Clear entries [0, n) of the stack (the n oldest), and the dropped ones,
+ * which are older still. */
 static void stack_pop(stack_t *s, size_t n) {
   s->head = (s->head + n) % (s->cap ? s->cap : 1);
   s->count -= n;
+  s->dropped_lo = 1;
+  s->dropped_hi = 0;
+}
+
+/* The oldest entry leaves a full stack; a later commit still covers it. */
+static void stack_drop_oldest(stack_t *s) {
+  int64_t o = stack_at(s, 0)->offset;
+  if (s->dropped_lo > s->dropped_hi)
+    s->dropped_lo = s->dropped_hi = o;
+  else if (o > s->dropped_hi)
+    s->dropped_hi = o;
+  else if (o < s->dropped_lo)
+    s->dropped_lo = o;
+  s->head = (s->head + 1) % s->cap;
+  s->count--;
 }
 
 int kwp_commit_push(kwp_commit_t *c, int32_t partition, int64_t offset,
@@ -99,7 +122,7 @@ int kwp_commit_push(kwp_commit_t *c, int32_t partition, int64_t offset,
   if (!s)
     return KWP_ENOMEM;
   if (s->count == c->max_stack)
-    stack_pop(s, 1); /* full: the oldest goes, a later commit covers it */
+    stack_drop_oldest(s);
   else if (s->count == s->cap && stack_grow(s, c->max_stack) != 0)
     return KWP_ENOMEM;
   entry_t *e = stack_at(s, s->count++);
@@ -161,6 +184,14 @@ int kwp_commit_take(kwp_commit_t *c, const char *id, size_t len,
     if (e->offset < offset)
       break;
   }
+  /* Dropped from the full stack: its timestamp is gone, its offset is
+   * known to have been sent. */
+  if (offset >= s->dropped_lo && offset <= s->dropped_hi) {
+    out->partition = s->partition;
+    out->offset = offset + 1;
+    s->dropped_lo = offset + 1;
+    return 0;
+  }
   return KWP_ENOTFOUND;
 }
 
@@ -187,6 +218,8 @@ void kwp_commit_drop(kwp_commit_t *c, int32_t partition) {
   if (s) {
     s->head = 0;
     s->count = 0;
+    s->dropped_lo = 1;
+    s->dropped_hi = 0;
   }
 }
 

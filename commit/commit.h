@@ -2,7 +2,8 @@
  * The commit handler of one consumer socket (autoCommit=false): per
  * partition, a stack of the records sent to the client and not yet
  * committed, bounded by commit-handler.max-stack-size (the oldest is dropped
- * when full; a later commit still covers it, Kafka commits are cumulative).
+ * when full; a later commit still covers it, Kafka commits are cumulative,
+ * and its own id still commits it: only its offset is kept).
  * Committing a wsProxyMessageId yields that record's offset + 1 for its
  * partition and clears it and everything older. Pure data structure: no I/O,
  * no Kafka; the caller (core/consume.c, on its worker thread) sends the
@@ -43,7 +44,8 @@ int kwp_commit_push(kwp_commit_t *c, int32_t partition, int64_t offset,
  * The id is `<topic>-<partition>-<offset>-<timestamp>`; since the topic is
  * known, the rest parses unambiguously even when the topic has dashes.
  * @returns 0 with @p out set (the entry and older ones are cleared), or
- * KWP_ENOTFOUND when no uncommitted record has that id.
+ * KWP_ENOTFOUND when no uncommitted record has that id (for a record
+ * dropped from the full stack, that offset).
  */
 int kwp_commit_take(kwp_commit_t *c, const char *id, size_t len,
                     kwp_commit_pos_t *out);

@@ -847,12 +847,17 @@ def test_commit_stack_max_size(proxy, kafka):
     g = "st-" + uuid.uuid4().hex[:10]
     out = Out(p, t, groupId=g, autoCommit="false")
     got = out.records(10)
-    # The stack holds offsets 7, 8, 9 only.
-    for old in (got[0], got[6]):
-        out.commit(old)
-        e = out.error()
-        assert e["error"] == "unknown_message_id", e
-        assert e["wsProxyMessageId"] == old["wsProxyMessageId"], e
+    # The stack holds offsets 7, 8, 9; 0 to 6 were dropped, and are still
+    # committed by their ids: a client behind the proxy by more than the
+    # stack has only such ids (they got unknown_message_id, and nothing it
+    # read was ever committed).
+    out.commit(got[6])
+    out.quiet(0.5)
+    assert wait_until(lambda: committed(kafka, g, t) == {0: 7}, 10)
+    out.commit(got[2])  # covered by the commit of 6 already
+    e = out.error()
+    assert e["error"] == "unknown_message_id", e
+    assert e["wsProxyMessageId"] == got[2]["wsProxyMessageId"], e
     out.commit(got[9])
     out.quiet(0.5)
     out.close()
@@ -863,6 +868,25 @@ def test_commit_stack_max_size(proxy, kafka):
     assert s["offset"] == 10, "redelivered %r" % (s,)
     out.close()
     p.assert_alive()
+
+
+def test_a_client_behind_by_more_than_the_stack_can_commit(srv, kafka):
+    """The socket and kernel buffers hold thousands of records, so a client
+    reading a backlog is always more than max-stack-size (100) records
+    behind the proxy. Every commit it sent got unknown_message_id, nothing
+    was committed, and a reconnect got everything again."""
+    t = new_topic(kafka, 1)
+    produce_values(kafka, t, [b"x" * 100] * 20000)
+    g = "lag-" + uuid.uuid4().hex[:10]
+    out = Out(srv, t, groupId=g, autoCommit="false")
+    for r in out.records(3000):
+        out.commit(r)
+    out.close()
+    assert wait_until(lambda: committed(kafka, g, t) == {0: 3000}, 10), \
+        committed(kafka, g, t)
+    out = Out(srv, t, groupId=g, autoCommit="false")
+    assert out.records(1)[0]["offset"] == 3000
+    out.close()
 
 
 # -- 7. auto-commit by age ----------------------------------------------------
