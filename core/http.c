@@ -203,7 +203,11 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_message_complete(llhttp_t *p) {
   CB_CONN(p)->req.in_progress = 0;
-  CB_CONN(p)->req.keep_alive = llhttp_should_keep_alive(p);
+  /* HTTP/1.0 closes after the response even when it asks for keep-alive:
+   * the responses do not say "Connection: keep-alive", which a 1.0 client
+   * needs to keep the connection (and docs/api.md promises the close). */
+  CB_CONN(p)->req.keep_alive =
+      llhttp_should_keep_alive(p) && CB_CONN(p)->req.http11;
   /* Pause so the request is answered before the next pipelined one is
    * parsed; an upgrade pauses by itself (HPE_PAUSED_UPGRADE). */
   return p->upgrade ? 0 : HPE_PAUSED;

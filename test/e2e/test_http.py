@@ -524,10 +524,14 @@ def test_connection_close_header(srv):
         assert c.wait_tcp_close(3), "Connection: close not honoured"
 
 
-def test_http10_closes(srv):
+@pytest.mark.parametrize("extra", ["", "Connection: keep-alive\r\n"],
+                         ids=["plain", "asks-keep-alive"])
+def test_http10_closes(srv, extra):
+    """Also when it asks for keep-alive (that one stayed open, without the
+    Connection: keep-alive answer a 1.0 client needs)."""
     c = WsRaw(srv.port)
     with c:
-        c.send_raw(b"GET /healthcheck HTTP/1.0\r\n\r\n")
+        c.send_raw(b"GET /healthcheck HTTP/1.0\r\n" + extra.encode() + b"\r\n")
         r = c.read_response()
         assert r.status == 200 and b"healthy" in r.body
         assert c.wait_tcp_close(3), "HTTP/1.0 connection not closed"
