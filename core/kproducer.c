@@ -109,9 +109,10 @@ static void kp_stop(void *arg) {
     kp_bridge_close(kp);
     return;
   }
-  const kwp_config_t *cfg = kwp_worker_ctx(kp->wk)->cfg;
-  uv_timer_start(&kp->grace, kp_grace_expired,
-                 (uint64_t)cfg->server.shutdown_grace_period_ms, 0);
+  /* The sockets went first (they wait for their results): what is left of
+   * the grace period, not a second one. */
+  uv_timer_start(&kp->grace, kp_grace_expired, kwp_worker_grace_left(kp->wk),
+                 0);
 }
 
 /* After the loop ended: report what is left (sessions drop their refs),

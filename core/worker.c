@@ -32,6 +32,7 @@ struct kwp_worker {
   kwp_ctx_t *ctx;
   int index;
   int stopping;
+  uint64_t stop_at;  /* uv_now() when shutdown started */
   kwp_conn_t *conns; /* owned connections, a doubly linked list */
   struct {
     const kwp_worker_service_t *svc;
@@ -77,6 +78,12 @@ int kwp_worker_stopping(const kwp_worker_t *wk) {
   return wk->stopping;
 }
 
+uint64_t kwp_worker_grace_left(kwp_worker_t *wk) {
+  uint64_t grace = (uint64_t)wk->ctx->cfg->server.shutdown_grace_period_ms;
+  uint64_t spent = uv_now(&wk->loop) - wk->stop_at;
+  return spent < grace ? grace - spent : 0;
+}
+
 static void worker_stop_loop(kwp_worker_t *wk) {
   uv_close((uv_handle_t *)&wk->async, NULL);
   uv_close((uv_handle_t *)&wk->grace, NULL);
@@ -112,6 +119,7 @@ static void worker_begin_shutdown(kwp_worker_t *wk) {
   if (wk->stopping)
     return;
   wk->stopping = 1;
+  wk->stop_at = uv_now(&wk->loop);
   if (wk->nconns == 0) {
     worker_stop_loop(wk);
     return;

@@ -59,6 +59,9 @@ void kwp_worker_service_set(kwp_worker_t *wk, int id,
                             const kwp_worker_service_t *svc, void *arg);
 /** 1 once shutdown has started on this worker. */
 int kwp_worker_stopping(const kwp_worker_t *wk);
+/** What is left of the shutdown grace period, in ms (0 when it is over).
+ * @locality the worker's thread, once stopping */
+uint64_t kwp_worker_grace_left(kwp_worker_t *wk);
 
 /* Accessors for code running on the worker's own thread. */
 uv_loop_t *kwp_worker_loop(kwp_worker_t *wk);

@@ -703,8 +703,11 @@ void kwp_session_stop(kwp_session_t *s) {
   if (s->producer && s->heartbeating && !atomic_load(&s->fatal))
     produce(s, key, NULL);
   /* Main thread, shutting down: blocking is fine. Delivery reports count
-   * as outstanding until taken off the queue, so serve it while waiting. */
-  for (int i = 0; s->producer && rd_kafka_outq_len(s->producer) > 0 && i < 100;
+   * as outstanding until taken off the queue, so serve it while waiting.
+   * A reachable Kafka takes them in milliseconds; an unreachable one is not
+   * worth more than a second past the grace period (it took 5 s): the other
+   * nodes forget this one after node-ttl anyway. */
+  for (int i = 0; s->producer && rd_kafka_outq_len(s->producer) > 0 && i < 20;
        i++) {
     rd_kafka_event_t *ev;
     rd_kafka_flush(s->producer, 50);

@@ -388,6 +388,7 @@ def test_sigterm_with_kafka_down_answers_not_delivered(proxy):
     topic = new_topic(b.bootstrap, partitions=1)
     p = proxy(bootstrap=b.bootstrap,
               env={"WSPROXY_SHUTDOWN_GRACE_PERIOD": "2 seconds"})
+    p.wait_ready()
     ws = connect(p, "clientId=down&topic=" + topic)
     send(ws, "first", mid=0)
     assert "error" not in recv(ws)
@@ -402,4 +403,7 @@ def test_sigterm_with_kafka_down_answers_not_delivered(proxy):
     assert [r["messageId"] for r in results] == list(range(1, 201))
     assert {r.get("error") for r in results} == {"not_delivered"}, results[:2]
     assert 1.5 <= time.monotonic() - t0 < 6
-    p.wait(15)
+    assert p.wait(15) == 0
+    # grace + 1 s for the session state's last records (it was grace + 5 s)
+    took = time.monotonic() - t0
+    assert took < 2 + 2, "exit %.1f s after SIGTERM (grace 2 s)" % took
