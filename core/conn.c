@@ -24,6 +24,12 @@ static void conn_start_reading(kwp_conn_t *conn);
 
 /* --- lifetime --- */
 
+/* The count the accept thread put this connection in (see
+ * server_accept_cb()). */
+static atomic_size_t *conn_count(kwp_ctx_t *ctx, int refused) {
+  return refused ? &ctx->refused_conns : &ctx->open_conns;
+}
+
 static void conn_free(kwp_conn_t *conn) {
   kwp_worker__remove(conn->wk, conn);
   if (conn->h && conn->h->close)
@@ -31,7 +37,7 @@ static void conn_free(kwp_conn_t *conn) {
   kwp_http__free(conn);
   kwp_ws_reader_free(conn->rd);
   free(conn->in);
-  atomic_fetch_sub(&conn->ctx->open_conns, 1);
+  atomic_fetch_sub(conn_count(conn->ctx, conn->refused), 1);
   free(conn);
 }
 
@@ -73,7 +79,7 @@ static void conn_set_peer(kwp_conn_t *conn) {
   snprintf(conn->peer, sizeof(conn->peer), "%s:%d", host, port);
 }
 
-kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd) {
+kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd, int over) {
   kwp_conn_t *conn = calloc(1, sizeof(*conn));
   uv_loop_t *loop = kwp_worker_loop(wk);
   if (!conn || uv_tcp_init(loop, &conn->tcp) != 0 ||
@@ -81,9 +87,10 @@ kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd) {
     /* uv_tcp_init cannot fail on a valid loop; a bad fd is closed here. */
     close(fd);
     free(conn);
-    atomic_fetch_sub(&kwp_worker_ctx(wk)->open_conns, 1);
+    atomic_fetch_sub(conn_count(kwp_worker_ctx(wk), over), 1);
     return NULL;
   }
+  conn->refused = over;
   uv_timer_init(loop, &conn->timer);
   conn->tcp.data = conn->timer.data = conn;
   conn->refs = 2; /* the two handles */
@@ -98,7 +105,7 @@ kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd) {
   kwp_http__init(conn);
   KWP_LOG(KWP_LOG_DEBUG, "conn", "#%llu %s connected",
           (unsigned long long)conn->id, conn->peer);
-  if (atomic_load(&conn->ctx->open_conns) > conn->cfg->server.max_connections)
+  if (over)
     kwp_http__error(conn, KWP_EOVERLOAD, "Too many connections", NULL);
   else
     conn_start_reading(conn);

@@ -56,7 +56,8 @@ struct kwp_conn {
   int processing;
   int close_after_write;
   int shutdown_requested;
-  int served; /* a request was answered: quiet time is idle, not slow */
+  int served;  /* a request was answered: quiet time is idle, not slow */
+  int refused; /* over server.max-connections: counted in refused_conns */
   int ws_close_sent, ws_close_received;
   uint64_t t_activity, t_rx, t_tx, t_req_start, t_close_start;
   uint8_t *in; /* unconsumed input kept between reads */
@@ -73,7 +74,7 @@ struct kwp_conn {
 };
 
 /* conn.c */
-kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd);
+kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd, int over);
 void kwp_conn__write(kwp_conn_t *conn, const uv_buf_t *bufs, unsigned n);
 void kwp_conn__finish(kwp_conn_t *conn); /* close TCP once writes drain */
 void kwp_conn__close(kwp_conn_t *conn);  /* close now */

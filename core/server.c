@@ -70,16 +70,25 @@ static void server_accept_cb(uv_poll_t *p, int status, int events) {
         KWP_LOG_RL(KWP_LOG_ERROR, "conn", "accept: %s", strerror(errno));
       return; /* EAGAIN, or a transient error: wait for the next wake-up */
     }
-    /* Far over the limit, refuse without spending a worker's time. */
-    size_t open = atomic_fetch_add(&srv->ctx->open_conns, 1);
-    if (open > srv->ctx->cfg->server.max_connections + 256) {
-      atomic_fetch_sub(&srv->ctx->open_conns, 1);
-      close(fd);
-      continue;
+    /* The verdict is taken here, in accept order: a worker comparing the
+     * shared count later also counted sockets accepted after its own, and a
+     * burst of 60 against a limit of 50 refused 10 to 54 of them. Refused
+     * sockets do not count against the limit while they get their 503. */
+    atomic_size_t *count = &srv->ctx->open_conns;
+    size_t open = atomic_fetch_add(count, 1);
+    int over = open >= srv->ctx->cfg->server.max_connections;
+    if (over) {
+      atomic_fetch_sub(count, 1);
+      count = &srv->ctx->refused_conns;
+      if (atomic_fetch_add(count, 1) >= 256) { /* refuse without a word */
+        atomic_fetch_sub(count, 1);
+        close(fd);
+        continue;
+      }
     }
     kwp_worker_t *wk = srv->workers[srv->next++ % srv->nworkers];
-    if (kwp_worker_post_socket(wk, fd) != 0) {
-      atomic_fetch_sub(&srv->ctx->open_conns, 1);
+    if (kwp_worker_post_socket(wk, fd, over) != 0) {
+      atomic_fetch_sub(count, 1);
       close(fd);
     }
   }

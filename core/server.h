@@ -17,7 +17,8 @@ typedef struct kwp_ctx {
   const kwp_config_t *cfg;
   kwp_kafka_t *kafka;
   struct kwp_session *session; /* cluster-wide session state */
-  atomic_size_t open_conns;    /* accepted and not yet freed */
+  atomic_size_t open_conns;    /* admitted (under the limit), not yet freed */
+  atomic_size_t refused_conns; /* being answered 503, not yet freed */
   atomic_uint_fast64_t next_conn_id;
   uv_mutex_t done_lock; /* guards workers_done; signalled through done_cond */
   uv_cond_t done_cond;

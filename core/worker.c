@@ -18,6 +18,7 @@ typedef struct inbox_msg {
   struct inbox_msg *next;
   int type;
   int fd;
+  int over; /* MSG_SOCKET: over server.max-connections, to be refused */
   void (*fn)(void *arg);
   void *arg;
 } inbox_msg_t;
@@ -152,9 +153,10 @@ static void worker_async_cb(uv_async_t *a) {
     if (m->type == MSG_SOCKET) {
       if (wk->stopping) {
         close(m->fd);
-        atomic_fetch_sub(&wk->ctx->open_conns, 1);
+        atomic_fetch_sub(
+            m->over ? &wk->ctx->refused_conns : &wk->ctx->open_conns, 1);
       } else {
-        kwp_conn__new(wk, m->fd);
+        kwp_conn__new(wk, m->fd, m->over);
       }
     } else if (m->type == MSG_SHUTDOWN) {
       worker_begin_shutdown(wk);
@@ -165,13 +167,14 @@ static void worker_async_cb(uv_async_t *a) {
   }
 }
 
-static int worker_post(kwp_worker_t *wk, int type, int fd,
+static int worker_post(kwp_worker_t *wk, int type, int fd, int over,
                        void (*fn)(void *arg), void *arg) {
   inbox_msg_t *m = malloc(sizeof(*m));
   if (!m)
     return KWP_ENOMEM;
   m->type = type;
   m->fd = fd;
+  m->over = over;
   m->fn = fn;
   m->arg = arg;
   uv_mutex_lock(&wk->lock);
@@ -182,16 +185,16 @@ static int worker_post(kwp_worker_t *wk, int type, int fd,
   return 0;
 }
 
-int kwp_worker_post_socket(kwp_worker_t *wk, int fd) {
-  return worker_post(wk, MSG_SOCKET, fd, NULL, NULL);
+int kwp_worker_post_socket(kwp_worker_t *wk, int fd, int over) {
+  return worker_post(wk, MSG_SOCKET, fd, over, NULL, NULL);
 }
 
 int kwp_worker_post_call(kwp_worker_t *wk, void (*fn)(void *arg), void *arg) {
-  return worker_post(wk, MSG_CALL, -1, fn, arg);
+  return worker_post(wk, MSG_CALL, -1, 0, fn, arg);
 }
 
 void kwp_worker_shutdown(kwp_worker_t *wk) {
-  if (worker_post(wk, MSG_SHUTDOWN, -1, NULL, NULL) != 0)
+  if (worker_post(wk, MSG_SHUTDOWN, -1, 0, NULL, NULL) != 0)
     KWP_LOG(KWP_LOG_ERROR, "conn", "worker %d: cannot post shutdown",
             wk->index);
 }

@@ -21,7 +21,7 @@ kwp_worker_t *kwp_worker_start(kwp_ctx_t *ctx, int index);
  * Hand an accepted socket to the worker, which takes ownership of @p fd.
  * @locality any thread  @returns 0, or KWP_ENOMEM (the caller closes @p fd).
  */
-int kwp_worker_post_socket(kwp_worker_t *wk, int fd);
+int kwp_worker_post_socket(kwp_worker_t *wk, int fd, int over);
 
 /**
  * Run @p fn(@p arg) on the worker's thread. Callers post only while the

@@ -429,6 +429,29 @@ def test_socket_in_upgrade_without_params_400(srv):
 
 # -- 503 max connections -----------------------------------------------------
 
+def test_max_connections_burst_refuses_only_the_excess(proxy):
+    """60 connections at once against a limit of 50: the 10 accepted last
+    get the 503. The workers compared a shared count that also held sockets
+    accepted after their own, and refused 10 to 54 of them; refused sockets
+    also kept counting until the client closed."""
+    import select
+    p = proxy(env={"WSPROXY_MAX_CONNECTIONS": "50"})
+    time.sleep(0.5)  # the start-up health checks are gone
+    for _ in range(3):
+        socks = [socket.create_connection(("127.0.0.1", p.port))
+                 for _ in range(60)]
+        time.sleep(1.0)
+        refused = 0
+        for s in socks:
+            r, _, _ = select.select([s], [], [], 0)
+            if r and s.recv(4096).startswith(b"HTTP/1.1 503"):
+                refused += 1
+        for s in socks:
+            s.close()
+        assert refused == 10, refused
+        time.sleep(0.5)
+
+
 def test_max_connections_503(proxy):
     p = proxy(env={"WSPROXY_MAX_CONNECTIONS": "5"})
     held = []
