@@ -57,6 +57,7 @@ struct kwp_session {
   uv_timer_t tick;
   rd_kafka_t *consumer, *producer;
   rd_kafka_queue_t *cq, *pq;
+  rd_kafka_queue_t *part_q; /* the state partition's own queue */
   kwp_kbridge_t *ckb, *pkb;
   uv_mutex_t lock; /* state, pending, next_nonce */
   kwp_sstate_t *state;
@@ -70,6 +71,7 @@ struct kwp_session {
   char twin[128];                      /* the last other incarnation seen */
   size_t ignored;
   atomic_int ready, fatal, stopping;
+  atomic_int topic_gone; /* the last state write found no topic */
   const char *_Atomic status;
 };
 
@@ -381,10 +383,15 @@ static void on_event(rd_kafka_event_t *ev, void *arg) {
     }
     break;
   case RD_KAFKA_EVENT_DR:
-    while ((m = rd_kafka_event_message_next(ev)))
+    while ((m = rd_kafka_event_message_next(ev))) {
       if (m->err)
         KWP_LOG_RL(KWP_LOG_WARN, "session", "state write failed: %s",
                    rd_kafka_err2str(m->err));
+      atomic_store(&s->topic_gone,
+                   m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                       m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+                       m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION);
+    }
     break;
   case RD_KAFKA_EVENT_ERROR:
     if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -425,11 +432,15 @@ static void tick(uv_timer_t *t) {
   int ok = s->heartbeating && s->own_hb_seen &&
            now - s->own_hb_seen <= 3 * hb + 1000;
   uv_mutex_unlock(&s->lock);
+  /* A deleted state topic read as "Kafka is unreachable": the heartbeats
+   * stop coming back either way, but the writes say which it is. */
   atomic_store(&s->status, ok                 ? "ready"
                            : !s->restored_at  ? "restoring session state"
                            : !s->heartbeating ? "checking the server-id"
-                           : !s->own_hb_seen  ? "joining the cluster"
-                                              : "Kafka is unreachable");
+                           : atomic_load(&s->topic_gone)
+                               ? "session state topic unavailable"
+                           : !s->own_hb_seen ? "joining the cluster"
+                                             : "Kafka is unreachable");
   atomic_store(&s->ready, ok);
 }
 
@@ -523,6 +534,9 @@ static int clients_start(kwp_session_t *s, char *errbuf, size_t errlen) {
       RD_KAFKA_OFFSET_BEGINNING;
   rd_kafka_resp_err_t err = rd_kafka_assign(s->consumer, l);
   rd_kafka_topic_partition_list_destroy(l);
+  /* Taken now: once the topic is deleted, the partition is gone from
+   * librdkafka's lookups (see session_free()). */
+  s->part_q = rd_kafka_queue_get_partition(s->consumer, s->topic, 0);
   if (err) {
     snprintf(errbuf, errlen, "assign: %s", rd_kafka_err2str(err));
     return -1;
@@ -530,13 +544,77 @@ static int clients_start(kwp_session_t *s, char *errbuf, size_t errlen) {
   return 0;
 }
 
+typedef struct destroy_job {
+  rd_kafka_t *rk;
+  uv_mutex_t lock;
+  uv_cond_t cond;
+  int done;
+} destroy_job_t;
+
+static void destroy_run(void *arg) {
+  destroy_job_t *job = arg;
+  rd_kafka_destroy(job->rk);
+  uv_mutex_lock(&job->lock);
+  job->done = 1;
+  uv_cond_signal(&job->cond);
+  uv_mutex_unlock(&job->lock);
+}
+
+/* rd_kafka_destroy(), given at most @p ms. With librdkafka 2.0.2 to 2.6.0
+ * (#4724) the state consumer's destroy never returns once the state topic
+ * was deleted; the process is exiting, so it is left behind rather than
+ * waited for. */
+static void destroy_bounded(rd_kafka_t *rk, uint64_t ms) {
+  destroy_job_t *job = calloc(1, sizeof(*job));
+  uv_thread_t t;
+  if (!job) {
+    rd_kafka_destroy(rk);
+    return;
+  }
+  job->rk = rk;
+  uv_mutex_init(&job->lock);
+  uv_cond_init(&job->cond);
+  if (uv_thread_create(&t, destroy_run, job) != 0) {
+    destroy_run(job);
+  } else {
+    uint64_t deadline = uv_hrtime() + ms * 1000000;
+    uv_mutex_lock(&job->lock);
+    while (!job->done && uv_hrtime() < deadline)
+      uv_cond_timedwait(&job->cond, &job->lock, deadline - uv_hrtime());
+    int done = job->done;
+    uv_mutex_unlock(&job->lock);
+    if (!done) {
+      KWP_LOG(KWP_LOG_WARN, "session",
+              "the state consumer did not finish closing within %llu ms "
+              "(was the state topic deleted?); exiting without it",
+              (unsigned long long)ms);
+      return; /* job and thread stay: the thread still uses them */
+    }
+    uv_thread_join(&t);
+  }
+  uv_cond_destroy(&job->cond);
+  uv_mutex_destroy(&job->lock);
+  free(job);
+}
+
 static void session_free(kwp_session_t *s) {
   if (s->cq)
     rd_kafka_queue_destroy(s->cq);
   if (s->pq)
     rd_kafka_queue_destroy(s->pq);
-  if (s->consumer)
-    rd_kafka_destroy(s->consumer);
+  if (s->consumer) {
+    /* librdkafka 2.0.2 to 2.6.0 (#4724): when the state topic was deleted,
+     * what is left in its partition's queue holds the partition, which holds
+     * it, and the destroy never returned (core/consume.c does the same). */
+    rd_kafka_event_t *ev;
+    if (s->part_q) {
+      rd_kafka_queue_forward(s->part_q, NULL);
+      while ((ev = rd_kafka_queue_poll(s->part_q, 0)))
+        rd_kafka_event_destroy(ev);
+      rd_kafka_queue_destroy(s->part_q);
+    }
+    destroy_bounded(s->consumer, 2000);
+  }
   if (s->producer)
     rd_kafka_destroy(s->producer);
   kwp_sstate_free(s->state);

@@ -123,3 +123,25 @@ def test_cluster_info_follows_broker_restart(proxy):
                                      "port": b.port, "rack": None}]
     finally:
         b.cleanup()
+
+
+def test_ready_says_when_the_session_state_topic_is_gone(proxy, kafka):
+    """Deleting the state topic read as "Kafka is unreachable" on /ready,
+    with Kafka up; the writes say which it is."""
+    import json as _json
+    import uuid as _uuid
+    from confluent_kafka.admin import AdminClient
+    from conftest import wait_until
+    name = "ss-gone-" + _uuid.uuid4().hex[:8]
+    p = proxy(env={"WSPROXY_SESSION_STATE_TOPIC": name})
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.delete_topics([name])[name].result(30)
+
+    def status():
+        st, _, body = p.get("/ready")
+        return st == 503 and _json.loads(body)["status"]
+
+    assert wait_until(lambda: status() == "session state topic unavailable",
+                      20), status()
+    rc, took = p.stop()
+    assert rc == 0 and took < 5, (rc, took)
