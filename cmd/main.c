@@ -33,7 +33,11 @@ typedef struct args {
 
 static int parse_args(int argc, char **argv, args_t *a) {
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+    if ((!strcmp(argv[i], "--config") && i + 1 == argc) ||
+        !strcmp(argv[i], "--config=")) {
+      fprintf(stderr, "kafka-ws-proxy: --config needs a file name\n");
+      return -1;
+    } else if (!strcmp(argv[i], "--config")) {
       a->config = argv[++i];
     } else if (!strncmp(argv[i], "--config=", 9)) {
       a->config = argv[i] + 9;

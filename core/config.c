@@ -488,6 +488,12 @@ static int section_replaced(kwp_hnode_t *root, const char *path, char *err,
   return 0;
 }
 
+/* A UTF-8 byte order mark, which some editors write, is not a syntax
+ * error. */
+static const char *skip_bom(const char *text) {
+  return strncmp(text, "\xEF\xBB\xBF", 3) ? text : text + 3;
+}
+
 static int map_entry(kwp_config_t *cfg, kwp_hnode_t *root, const centry_t *e,
                      char *err, size_t errlen) {
   char full[256];
@@ -599,7 +605,7 @@ kwp_config_t *kwp_config_load_string(const char *text, const char *name,
   }
   if (kwp_hocon_parse(root, kwp_config_defaults, "built-in defaults", err,
                       errlen) != 0 ||
-      (text && kwp_hocon_parse(root, text, name, err, errlen) != 0) ||
+      (text && kwp_hocon_parse(root, skip_bom(text), name, err, errlen) != 0) ||
       kwp_hocon_resolve(root, err, errlen) != 0)
     goto fail;
   for (size_t i = 0; i < NSCHEMA; i++)

@@ -268,3 +268,11 @@ def test_version_flag():
     rc, out, err = run_binary(["--version"])
     assert rc == 0
     assert out.startswith("kafka-ws-proxy ")
+
+
+@pytest.mark.parametrize("arg", [["--config"], ["--config="]])
+def test_config_without_a_file_says_so(arg):
+    """It said: unknown argument '--config'."""
+    rc, out, err = run_binary(arg)
+    assert rc == 2
+    assert "--config needs a file name" in err, err

@@ -185,6 +185,17 @@ KWP_TEST(config_nesting_is_bounded) {
   load_nested(50000, "nested deeper than 256 levels");
 }
 
+/* A byte order mark was "syntax error: expected a key" at 1:1. */
+KWP_TEST(config_file_may_start_with_a_bom) {
+  char err[512];
+  kwp_config_t *cfg =
+      kwp_config_load_string("\xEF\xBB\xBFkafka.ws.proxy.server.port = 9099\n",
+                             "test.conf", 1, err, sizeof(err));
+  ASSERT(cfg != NULL);
+  ASSERT_EQ(cfg->server.port, 9099);
+  kwp_config_free(cfg);
+}
+
 KWP_TEST(config_errors_name_key_and_line) {
   load_fails("kafka.ws.proxy {\n  server.port = \"abc\"\n}\n",
              "test.conf:2: kafka.ws.proxy.server.port: expected an integer "
