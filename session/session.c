@@ -57,7 +57,6 @@ struct kwp_session {
   uv_timer_t tick;
   rd_kafka_t *consumer, *producer;
   rd_kafka_queue_t *cq, *pq;
-  rd_kafka_queue_t *part_q; /* the state partition's own queue */
   kwp_kbridge_t *ckb, *pkb;
   uv_mutex_t lock; /* state, pending, next_nonce */
   kwp_sstate_t *state;
@@ -534,9 +533,6 @@ static int clients_start(kwp_session_t *s, char *errbuf, size_t errlen) {
       RD_KAFKA_OFFSET_BEGINNING;
   rd_kafka_resp_err_t err = rd_kafka_assign(s->consumer, l);
   rd_kafka_topic_partition_list_destroy(l);
-  /* Taken now: once the topic is deleted, the partition is gone from
-   * librdkafka's lookups (see session_free()). */
-  s->part_q = rd_kafka_queue_get_partition(s->consumer, s->topic, 0);
   if (err) {
     snprintf(errbuf, errlen, "assign: %s", rd_kafka_err2str(err));
     return -1;
@@ -602,19 +598,8 @@ static void session_free(kwp_session_t *s) {
     rd_kafka_queue_destroy(s->cq);
   if (s->pq)
     rd_kafka_queue_destroy(s->pq);
-  if (s->consumer) {
-    /* librdkafka 2.0.2 to 2.6.0 (#4724): when the state topic was deleted,
-     * what is left in its partition's queue holds the partition, which holds
-     * it, and the destroy never returned (core/consume.c does the same). */
-    rd_kafka_event_t *ev;
-    if (s->part_q) {
-      rd_kafka_queue_forward(s->part_q, NULL);
-      while ((ev = rd_kafka_queue_poll(s->part_q, 0)))
-        rd_kafka_event_destroy(ev);
-      rd_kafka_queue_destroy(s->part_q);
-    }
+  if (s->consumer)
     destroy_bounded(s->consumer, 2000);
-  }
   if (s->producer)
     rd_kafka_destroy(s->producer);
   kwp_sstate_free(s->state);
