@@ -53,6 +53,11 @@ void kwp_commit_free(kwp_commit_t *c) {
   free(c);
 }
 
+static void dropped_clear(stack_t *s) {
+  s->dropped_lo = 1;
+  s->dropped_hi = 0;
+}
+
 static stack_t *stack_find(kwp_commit_t *c, int32_t partition, int create) {
   for (size_t i = 0; i < c->nparts; i++)
     if (c->parts[i].partition == partition)
@@ -70,7 +75,7 @@ static stack_t *stack_find(kwp_commit_t *c, int32_t partition, int create) {
   stack_t *s = &c->parts[c->nparts++];
   memset(s, 0, sizeof(*s));
   s->partition = partition;
-  s->dropped_lo = 1;
+  dropped_clear(s);
   return s;
 }
 
@@ -99,8 +104,7 @@ static int stack_grow(stack_t *s, size_t max) {
 static void stack_pop(stack_t *s, size_t n) {
   s->head = (s->head + n) % (s->cap ? s->cap : 1);
   s->count -= n;
-  s->dropped_lo = 1;
-  s->dropped_hi = 0;
+  dropped_clear(s);
 }
 
 /* The oldest entry leaves a full stack; a later commit still covers it. */
@@ -218,8 +222,7 @@ void kwp_commit_drop(kwp_commit_t *c, int32_t partition) {
   if (s) {
     s->head = 0;
     s->count = 0;
-    s->dropped_lo = 1;
-    s->dropped_hi = 0;
+    dropped_clear(s);
   }
 }
 
