@@ -25,6 +25,7 @@ typedef enum {
   T_I64,   /* int64_t, within [min, max] */
   T_DUR,   /* int64_t milliseconds, >= min */
   T_SIZE,  /* size_t bytes, within [min, max] */
+  T_COUNT, /* size_t, a plain integer within [min, max] (no size units) */
   T_PROPS, /* kwp_props_t */
   T_LIMITS /* kwp_limits_t (client-specific-limits list) */
 } ctype_t;
@@ -98,11 +99,11 @@ static const centry_t schema[] = {
     {"server.worker-threads", T_INT, F(server.worker_threads), 0, 256, 0},
     {"server.max-message-size", T_SIZE, F(server.max_message_size), 1,
      (int64_t)1 << 31, 0},
-    {"server.max-connections", T_SIZE, F(server.max_connections), 1, 10000000,
+    {"server.max-connections", T_COUNT, F(server.max_connections), 1, 10000000,
      0},
     {"server.max-header-size", T_SIZE, F(server.max_header_size), 256, 1 << 20,
      0},
-    {"server.max-header-count", T_SIZE, F(server.max_header_count), 1, 10000,
+    {"server.max-header-count", T_COUNT, F(server.max_header_count), 1, 10000,
      0},
     {"server.max-request-body-size", T_SIZE, F(server.max_request_body_size), 0,
      (int64_t)1 << 31, 0},
@@ -148,11 +149,11 @@ static const centry_t schema[] = {
     {"producer.delivery-timeout-ms", T_I64, F(producer.delivery_timeout_ms), 1,
      INT32_MAX, 0},
     {"producer.compression-type", T_STR, F(producer.compression_type), 0, 0, 0},
-    {"producer.max-inflight-messages", T_SIZE,
+    {"producer.max-inflight-messages", T_COUNT,
      F(producer.max_inflight_messages), 1, 100000, 0},
     {"producer.max-inflight-bytes", T_SIZE, F(producer.max_inflight_bytes),
      1024, (int64_t)1 << 31, 0},
-    {"producer.transaction-max-messages", T_SIZE,
+    {"producer.transaction-max-messages", T_COUNT,
      F(producer.transaction_max_messages), 1, 100000, 0},
     {"producer.transaction-interval", T_DUR,
      F(producer.transaction_interval_ms), 1, 0, 0},
@@ -436,12 +437,15 @@ static int map_scalar(const centry_t *e, const kwp_hnode_t *n, char *base,
                : bad(n, e->path, "a boolean (true or false)", err, errlen);
   case T_INT:
   case T_I64:
+  case T_COUNT:
     snprintf(expect, sizeof(expect), "an integer between %lld and %lld",
              (long long)e->min, (long long)e->max);
     if (parse_integer(n->str, &v) != 0 || v < e->min || v > e->max)
       return bad(n, e->path, expect, err, errlen);
     if (e->type == T_INT)
       *(int *)dst = (int)v;
+    else if (e->type == T_COUNT)
+      *(size_t *)dst = (size_t)v;
     else
       *(int64_t *)dst = v;
     return 0;

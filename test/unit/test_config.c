@@ -230,6 +230,30 @@ KWP_TEST(config_errors_name_key_and_line) {
   unsetenv("WSPROXY_PORT");
 }
 
+/* Counts were read as sizes: "1k" meant 1024 connections, and a bad value
+ * was "expected a size between 1 and 10000000 bytes". */
+KWP_TEST(config_counts_are_plain_integers) {
+  char err[512];
+  load_fails("kafka.ws.proxy.server.max-connections = 1k\n",
+             "kafka.ws.proxy.server.max-connections: expected an integer "
+             "between 1 and 10000000, got \"1k\"");
+  load_fails("kafka.ws.proxy.server.max-header-count = 1 KiB\n",
+             "expected an integer between 1 and 10000");
+  load_fails("kafka.ws.proxy.producer.max-inflight-messages = 2.5\n",
+             "expected an integer between 1 and 100000");
+  load_fails("kafka.ws.proxy.producer.transaction-max-messages = 0\n",
+             "kafka.ws.proxy.producer.transaction-max-messages: expected an "
+             "integer between 1 and 100000, got \"0\"");
+  kwp_config_t *c = kwp_config_load_string(
+      "kafka.ws.proxy.server.max-connections = 1500\n"
+      "kafka.ws.proxy.producer.max-inflight-messages = 64\n",
+      "test.conf", 1, err, sizeof(err));
+  ASSERT(c != NULL);
+  ASSERT_EQ(c->server.max_connections, 1500);
+  ASSERT_EQ(c->producer.max_inflight_messages, 64);
+  kwp_config_free(c);
+}
+
 KWP_TEST(config_bootstrap_required_outside_dev_mode) {
   char err[512];
   kwp_config_t *c = kwp_config_load_string("", "x", 0, err, sizeof(err));
