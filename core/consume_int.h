@@ -24,7 +24,7 @@
 /* A closed socket's commits may wait this long for a coordinator that is
  * coming back (e.g. after a broker restart) before its consumer leaves. */
 #define CLOSE_COMMIT_WAIT_MS 30000
-#define KICK_MS 10
+#define KICK_MS 2
 #define KICK_RETRY_MS 200
 #define KICK_MAX 3
 #define QLOOK_EVERY 64
