@@ -22,6 +22,10 @@
 #include <unistd.h>
 
 #define KEY_MAX 1024
+/* Failed claim removals kept for another try; past this many (Kafka down
+ * for long under heavy churn) the oldest are given up, and those slots stay
+ * taken until this node stops. */
+#define RETRY_MAX 65536
 
 struct kwp_session_claim {
   char key[KEY_MAX];
@@ -69,6 +73,8 @@ struct kwp_session {
   int64_t own_first_hb, twin_first_hb; /* log offsets; -1 = none yet */
   char twin[128];                      /* the last other incarnation seen */
   size_t ignored;
+  char **retry; /* claim keys whose tombstone failed; session thread only */
+  size_t nretry, retry_cap;
   atomic_int ready, fatal, stopping;
   atomic_int topic_gone; /* the last state write found no topic */
   const char *_Atomic status;
@@ -226,6 +232,46 @@ static void heartbeat_write(kwp_session_t *s) {
 
 static void tombstone_cb(void *arg, const char *key) {
   produce(arg, key, NULL);
+}
+
+/* A claim whose tombstone Kafka did not take (down longer than the
+ * delivery timeout, or the topic missing) would count against its session
+ * for as long as this node heartbeats: a slot lost for good. It is written
+ * again on the next tick, until Kafka takes it. */
+static void retry_add(kwp_session_t *s, const void *key, size_t klen) {
+  char *k;
+  if (klen < 2 || klen >= KEY_MAX || memcmp(key, "c/", 2) != 0)
+    return; /* heartbeats: a dead node's are gone after node-ttl anyway */
+  if (s->nretry == s->retry_cap) {
+    size_t cap = s->retry_cap ? 2 * s->retry_cap : 16;
+    char **a = cap <= RETRY_MAX ? realloc(s->retry, cap * sizeof(*a)) : NULL;
+    if (!a) {
+      KWP_LOG_RL(KWP_LOG_ERROR, "session",
+                 "giving up removing a session claim: %zu wait already",
+                 s->nretry);
+      return;
+    }
+    s->retry = a;
+    s->retry_cap = cap;
+  }
+  if ((k = strndup(key, klen)))
+    s->retry[s->nretry++] = k;
+}
+
+static void retry_run(kwp_session_t *s) {
+  size_t n = s->nretry;
+  char **keys = s->retry;
+  if (!n)
+    return;
+  KWP_LOG_RL(KWP_LOG_INFO, "session", "removing %zu session claim(s) again", n);
+  s->retry = NULL;
+  s->nretry = s->retry_cap = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (produce(s, keys[i], NULL) != 0)
+      retry_add(s, keys[i], strlen(keys[i]));
+    free(keys[i]);
+  }
+  free(keys);
 }
 
 /* --- verdicts --- */
@@ -386,6 +432,8 @@ static void on_event(rd_kafka_event_t *ev, void *arg) {
       if (m->err)
         KWP_LOG_RL(KWP_LOG_WARN, "session", "state write failed: %s",
                    rd_kafka_err2str(m->err));
+      if (m->err && !m->payload && m->key)
+        retry_add(s, m->key, m->key_len);
       atomic_store(&s->topic_gone,
                    m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
                        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
@@ -425,6 +473,7 @@ static void tick(uv_timer_t *t) {
   }
   if (s->heartbeating) {
     heartbeat_write(s);
+    retry_run(s);
     kwp_sstate_stale_claims(s->state, s->server_id, s->incarnation,
                             tombstone_cb, s);
   }
@@ -603,6 +652,9 @@ static void session_free(kwp_session_t *s) {
   if (s->producer)
     rd_kafka_destroy(s->producer);
   kwp_sstate_free(s->state);
+  for (size_t i = 0; i < s->nretry; i++)
+    free(s->retry[i]);
+  free(s->retry);
   uv_mutex_destroy(&s->lock);
   free(s);
 }

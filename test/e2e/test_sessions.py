@@ -27,7 +27,8 @@ from confluent_kafka import Consumer, ConsumerGroupState, Producer, \
     TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import assert_json_error, free_port, http_get, wait_until
+from conftest import assert_json_error, free_port, http_get, start_broker, \
+    wait_until
 from wsraw import OP_CLOSE, WsRaw
 
 HAPROXY = "/usr/sbin/haproxy"
@@ -876,6 +877,41 @@ def test_producer_sessions(ctx, kafka):
         ctx.admit(plain.port, in_path(topic, pid))
     for i in ("i1", "i2"):
         ctx.admit(plain.port, in_path(topic, pid, i))
+
+
+def test_a_release_kafka_missed_is_written_again(ctx):
+    """A socket closed while Kafka was down: the tombstone of its claim
+    timed out, and the claim went on counting against its session for as
+    long as the node ran (the limit stayed reached for good). The tombstone
+    is now written again until Kafka takes it."""
+    b = start_broker()
+    node = None
+    try:
+        env = {"WSPROXY_PRODUCER_SESSIONS_ENABLED": "true",
+               "WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS": "1"}
+        conf = ("kafka.ws.proxy.producer.kafka-client-properties "
+                "{ delivery.timeout.ms = 3000 }\n")
+        node = ctx.node(env, config=conf, bootstrap=b.bootstrap, ready=True)
+        topic = new_topic(b, 1)
+        pid = uid("prod")
+        first = ctx.admit(node.port, in_path(topic, pid, "i1"))
+        ctx.refused(node.port, in_path(topic, pid, "i2"), 400,
+                    limit_msg(pid, 1))
+        b.stop()
+        ctx.close(first)
+        time.sleep(6)  # twice the delivery timeout: the tombstone failed
+        b.start()
+        r, seen = admit_until(ctx, node.port, in_path(topic, pid, "i2"),
+                              time.monotonic() + 40, "i2")
+        assert r is not None, "the closed socket's slot was never freed; " \
+            "refusals %r" % seen[-3:]
+        log = open(node.stderr_path, errors="replace").read()
+        assert "removing 1 session claim(s) again" in log, log[-3000:]
+    finally:
+        ctx.finish()
+        if node is not None:
+            node.stop()
+        b.cleanup()
 
 
 # -- 10. 503 before ready -------------------------------------------------------------------------
