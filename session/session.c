@@ -149,6 +149,63 @@ static int topic_create(rd_kafka_t *rk, const kwp_config_t *cfg, int brokers,
   return rc;
 }
 
+/* The topic's cleanup.policy, into @p policy ("" when it could not be
+ * read: no DescribeConfigs permission, a timeout). */
+static void topic_policy(rd_kafka_t *rk, const char *topic, int64_t tmo,
+                         char *policy, size_t len) {
+  rd_kafka_ConfigResource_t *res =
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t *o =
+      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  rd_kafka_AdminOptions_set_request_timeout(o, (int)tmo, NULL, 0);
+  rd_kafka_DescribeConfigs(rk, &res, 1, o, q);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)tmo + 1000);
+  const rd_kafka_DescribeConfigs_result_t *r =
+      ev && !rd_kafka_event_error(ev)
+          ? rd_kafka_event_DescribeConfigs_result(ev)
+          : NULL;
+  size_t n = 0, ne = 0;
+  const rd_kafka_ConfigResource_t **rs =
+      r ? rd_kafka_DescribeConfigs_result_resources(r, &n) : NULL;
+  const rd_kafka_ConfigEntry_t **es =
+      n == 1 && !rd_kafka_ConfigResource_error(rs[0])
+          ? rd_kafka_ConfigResource_configs(rs[0], &ne)
+          : NULL;
+  *policy = 0;
+  for (size_t i = 0; i < ne; i++)
+    if (!strcmp(rd_kafka_ConfigEntry_name(es[i]), "cleanup.policy") &&
+        rd_kafka_ConfigEntry_value(es[i]))
+      snprintf(policy, len, "%s", rd_kafka_ConfigEntry_value(es[i]));
+  if (ev)
+    rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_ConfigResource_destroy(res);
+}
+
+/* A topic made by hand or by auto-creation may delete instead of compact:
+ * then the claims of sockets open longer than its retention.ms vanish from
+ * the log, and a node that replays it (a restart, a new node) no longer
+ * counts them, admitting past the limits. Worth a warning, not a refusal:
+ * the reference never checked, and retention may be long enough. */
+static void topic_policy_check(kwp_session_t *s, rd_kafka_t *rk, int64_t tmo) {
+  char policy[64];
+  topic_policy(rk, s->topic, tmo, policy, sizeof(policy));
+  if (!*policy)
+    KWP_LOG(KWP_LOG_INFO, "session",
+            "could not read the cleanup.policy of the state topic %s",
+            s->topic);
+  else if (!strstr(policy, "compact"))
+    KWP_LOG(KWP_LOG_WARN, "session",
+            "the state topic %s has cleanup.policy=%s, not compact: claims of "
+            "sockets open longer than its retention.ms are deleted, and nodes "
+            "that replay it then admit past the limits (kafka-configs.sh "
+            "--alter --entity-type topics --entity-name %s --add-config "
+            "cleanup.policy=compact)",
+            s->topic, policy, s->topic);
+}
+
 /* Create the topic if missing and check it has one partition (the admission
  * protocol needs one total order), retrying within the topic-init bounds. */
 static int topic_ensure(kwp_session_t *s, char *errbuf, size_t errlen) {
@@ -185,6 +242,7 @@ static int topic_ensure(kwp_session_t *s, char *errbuf, size_t errlen) {
                        sizeof(why)) != 0)
       continue;
     if (partitions == 1) {
+      topic_policy_check(s, rk, tmo);
       rc = 0;
       break;
     }

@@ -914,6 +914,22 @@ def test_a_release_kafka_missed_is_written_again(ctx):
         b.cleanup()
 
 
+def test_a_state_topic_that_deletes_is_warned_about(proxy, kafka):
+    """A state topic created by hand with cleanup.policy=delete loses the
+    claims of sockets open longer than its retention, and replaying nodes
+    then admit past the limits: the node says so at startup. One the proxy
+    created itself (compact) gets no such warning."""
+    bad = new_topic(kafka, 1, {"cleanup.policy": "delete"}, prefix="ss-del")
+    p = proxy(env={"WSPROXY_SESSION_STATE_TOPIC": bad})
+    assert_ready(p)
+    want = ("the state topic %s has cleanup.policy=delete, not compact" %
+            bad)
+    assert wait_until(lambda: want in p.stderr(), 5), p.stderr_tail()
+    ok = proxy(env={"WSPROXY_SESSION_STATE_TOPIC": uid("ss-new")})
+    assert_ready(ok)
+    assert "cleanup.policy" not in ok.stderr(), ok.stderr_tail()
+
+
 # -- 10. 503 before ready -------------------------------------------------------------------------
 
 def test_not_ready_503(ctx, kafka):
