@@ -16,11 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void rec_free(const held_rec_t *h) {
+  if (h->ev)
+    rd_kafka_event_destroy(h->ev);
+  else
+    rd_kafka_message_destroy(h->m);
+}
+
 void kwp_consume__unref(consume_sess_t *s) {
   if (--s->refs > 0)
     return;
   for (size_t i = 0; i < s->nheld; i++)
-    rd_kafka_event_destroy(s->held[i]);
+    rec_free(&s->held[i]);
   if (s->rate_sock)
     kwp_rate_release(s->rate_sock);
   if (s->rate_group)
@@ -188,6 +195,7 @@ static void commit_written(consume_sess_t *s, int32_t only) {
 }
 
 static void topic_gone_check(consume_sess_t *s, int again);
+static int topic_unknown(rd_kafka_resp_err_t err);
 
 void kwp_consume__commit_tick(uv_timer_t *t) {
   consume_sess_t *s = t->data;
@@ -199,6 +207,8 @@ void kwp_consume__commit_tick(uv_timer_t *t) {
    * socket with nothing new to read was dropped from its group every 5
    * minutes, and got everything since its last commit again. */
   kwp_kbridge_drain(s->kb);
+  if (atomic_exchange(&s->topic_err, 0))
+    topic_gone_check(s, 0);
   if (s->topic_recheck_at && now_ms(s) >= s->topic_recheck_at) {
     s->topic_recheck_at = 0;
     topic_gone_check(s, 1);
@@ -338,27 +348,24 @@ static void record_deliver(consume_sess_t *s, rd_kafka_message_t *rkm) {
   rate_take(s);
 }
 
-static int hold(consume_sess_t *s, rd_kafka_event_t *rkev) {
+static int hold(consume_sess_t *s, const held_rec_t *r) {
   if (s->nheld == s->held_cap) {
     size_t cap = s->held_cap ? 2 * s->held_cap : 4;
-    rd_kafka_event_t **h = realloc(s->held, cap * sizeof(*h));
+    held_rec_t *h = realloc(s->held, cap * sizeof(*h));
     if (!h)
       return -1;
     s->held = h;
     s->held_cap = cap;
   }
-  s->held[s->nheld++] = rkev;
+  s->held[s->nheld++] = *r;
   return 0;
 }
 
 static void release_held(consume_sess_t *s) {
   size_t i = 0;
   for (; i < s->nheld && !s->paused; i++) {
-    rd_kafka_message_t *rkm;
-    while (
-        (rkm = (rd_kafka_message_t *)rd_kafka_event_message_next(s->held[i])))
-      record_deliver(s, rkm);
-    rd_kafka_event_destroy(s->held[i]);
+    record_deliver(s, s->held[i].m);
+    rec_free(&s->held[i]);
   }
   if (i) { /* held is NULL until something was held */
     memmove(s->held, s->held + i, (s->nheld - i) * sizeof(*s->held));
@@ -393,10 +400,11 @@ static void queue_look(consume_sess_t *s, const rd_kafka_message_t *m) {
     s->q_full = 1;
 }
 
-static void on_fetch(consume_sess_t *s, rd_kafka_event_t *rkev) {
-  const rd_kafka_message_t *m = rd_kafka_event_message_next(rkev);
-  if (!m || s->state != ST_OPEN || !s->conn) {
-    rd_kafka_event_destroy(rkev);
+/* One record (or a fetch error), which this takes over. */
+static void on_record(consume_sess_t *s, const held_rec_t *r) {
+  rd_kafka_message_t *m = r->m;
+  if (s->state != ST_OPEN || !s->conn) {
+    rec_free(r);
     return;
   }
   if (m->err) {
@@ -406,7 +414,11 @@ static void on_fetch(consume_sess_t *s, rd_kafka_event_t *rkev) {
     else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
       KWP_LOG_RL(KWP_LOG_WARN, "kafka", "group %s topic %s: %s", s->group_id,
                  s->topic, rd_kafka_message_errstr(m));
-    rd_kafka_event_destroy(rkev);
+    /* The records queue is read in batches, which hand the fetcher's errors
+     * over as records (as events they were ERROR events). */
+    if (topic_unknown(m->err))
+      topic_gone_check(s, 0);
+    rec_free(r);
     return;
   }
   if (s->q_look || (s->kick_bytes && ++s->q_seen % QLOOK_EVERY == 0)) {
@@ -415,10 +427,33 @@ static void on_fetch(consume_sess_t *s, rd_kafka_event_t *rkev) {
   }
   /* Fetched before a pause took effect: keep it for the resume (bounded
    * by what librdkafka had prefetched). */
-  if (s->paused && hold(s, rkev) == 0)
+  if (s->paused && hold(s, r) == 0)
     return;
-  record_deliver(s, (rd_kafka_message_t *)m);
-  rd_kafka_event_destroy(rkev);
+  record_deliver(s, m);
+  rec_free(r);
+}
+
+/* Records that came through the consumer's own queue (a partition that
+ * could not be routed to msgq). */
+static void on_fetch(consume_sess_t *s, rd_kafka_event_t *rkev) {
+  held_rec_t r = {(rd_kafka_message_t *)rd_kafka_event_message_next(rkev),
+                  rkev};
+  if (r.m)
+    on_record(s, &r);
+  else
+    rd_kafka_event_destroy(rkev);
+}
+
+void kwp_consume__on_msgs(rd_kafka_message_t **msgs, size_t n, void *arg) {
+  consume_sess_t *s = arg;
+  for (size_t i = 0; i < n; i++) {
+    held_rec_t r = {msgs[i], NULL};
+    /* The next value is cold too: start bringing it in (see plain_span()
+     * in codec/jscan.c). */
+    if (i + 1 < n && msgs[i + 1]->payload)
+      __builtin_prefetch(msgs[i + 1]->payload);
+    on_record(s, &r);
+  }
 }
 
 static void drop_revoked(consume_sess_t *s,
@@ -437,9 +472,8 @@ static void drop_revoked(consume_sess_t *s,
       commit_now(s, &w, 1);
     size_t k = 0;
     for (size_t j = 0; j < s->nheld; j++) {
-      const rd_kafka_message_t *m = rd_kafka_event_message_next(s->held[j]);
-      if (m && m->partition == p)
-        rd_kafka_event_destroy(s->held[j]);
+      if (s->held[j].m->partition == p)
+        rec_free(&s->held[j]);
       else
         s->held[k++] = s->held[j];
     }
@@ -668,6 +702,21 @@ static int topic_unknown(rd_kafka_resp_err_t err) {
          err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
 }
 
+/* librdkafka's error callback. The records queue is drained in batches
+ * (kwp_kbridge_new_msgs()), and the batch call hands its partitions' error
+ * ops to this callback instead of returning them (as events they were ERROR
+ * events). It runs where that queue is served: this socket's worker thread,
+ * but also the thread that closes the consumer (destroy_work()), so it only
+ * raises a flag, which the worker reads after each drain and on its tick. */
+void kwp_consume__on_error(rd_kafka_t *rk, int err, const char *reason,
+                           void *opaque) {
+  consume_sess_t *s = opaque;
+  KWP_LOG_RL(KWP_LOG_WARN, "kafka", "consumer of group %s: %s", s->group_id,
+             reason);
+  if (topic_unknown(err))
+    atomic_store(&s->topic_err, 1);
+}
+
 void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg) {
   consume_sess_t *s = arg;
   switch (rd_kafka_event_type(rkev)) {
@@ -801,6 +850,8 @@ void kwp_consume__on_drained(void *arg, int empty) {
     return;
   s->q_look = s->kick_bytes != 0;
   flush(s);
+  if (atomic_exchange(&s->topic_err, 0))
+    topic_gone_check(s, 0);
   if (empty && s->q_full && !s->paused &&
       (s->kicks || !uv_is_active((uv_handle_t *)&s->kick_timer)))
     kick_watch(s);

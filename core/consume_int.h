@@ -16,6 +16,7 @@
 #include "session/session.h"
 
 #include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
 
 #define FLUSH_FRAMES 1024
 #define FLUSH_BYTES (256 * 1024)
@@ -37,6 +38,14 @@
 
 enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
+
+/* A record fetched while the socket was paused: from the records' queue a
+ * message of its own (@p ev NULL), from the consumer's queue the message of
+ * a FETCH event, which is freed with its event. */
+typedef struct held_rec {
+  rd_kafka_message_t *m;
+  rd_kafka_event_t *ev;
+} held_rec_t;
 
 typedef struct kwp_consume_sess {
   kwp_conn_t *conn;    /* NULL once the socket is gone */
@@ -68,15 +77,16 @@ typedef struct kwp_consume_sess {
   kwp_sbuf_t out;
   size_t frame_at;
   unsigned nframes;
-  int64_t in_batch;        /* records in the open batch frame */
-  int paused;              /* CPAUSE_* bits */
-  rd_kafka_event_t **held; /* fetched while paused, delivered on resume */
+  int64_t in_batch; /* records in the open batch frame */
+  int paused;       /* CPAUSE_* bits */
+  held_rec_t *held; /* fetched while paused, delivered on resume */
   size_t nheld, held_cap;
   kwp_rate_t *rate_sock, *rate_group;
   uv_timer_t rate_timer, commit_timer, close_timer, retry_timer, kick_timer;
   uv_timer_t hold_timer;     /* a held socket's partitions pause after this */
   int kpaused;               /* its partitions are paused in librdkafka */
   int topic_checking;        /* a lookup of a topic Kafka says is gone runs */
+  atomic_int topic_err;      /* kwp_consume__on_error() saw the topic gone */
   int topic_rechecking;      /* ... and it is the second look */
   uint64_t topic_recheck_at; /* when to look again (0: no need) */
   kwp_cgate_t *gate;         /* commits in order, one in flight per partition */
@@ -108,6 +118,9 @@ typedef struct kwp_consume_sess {
 extern const kwp_ws_handler_t kwp_consume__handler;
 void kwp_consume__unref(consume_sess_t *s);
 void kwp_consume__on_event(rd_kafka_event_t *rkev, void *arg);
+void kwp_consume__on_msgs(rd_kafka_message_t **msgs, size_t n, void *arg);
+void kwp_consume__on_error(rd_kafka_t *rk, int err, const char *reason,
+                           void *opaque);
 void kwp_consume__on_drained(void *arg, int empty);
 void kwp_consume__on_ctl_drained(void *arg, int empty);
 void kwp_consume__commit_tick(uv_timer_t *t);

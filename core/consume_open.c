@@ -92,6 +92,8 @@ static rd_kafka_t *consumer_create(consume_sess_t *s, char *errbuf,
   rd_kafka_conf_set_events(
       conf, RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_REBALANCE |
                 RD_KAFKA_EVENT_OFFSET_COMMIT | RD_KAFKA_EVENT_ERROR);
+  rd_kafka_conf_set_error_cb(conf, kwp_consume__on_error);
+  rd_kafka_conf_set_opaque(conf, s);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errlen);
   if (rk)
     return rk;
@@ -110,8 +112,8 @@ static int consumer_start(consume_sess_t *s, char *errbuf, size_t errlen) {
   s->kb =
       kwp_kbridge_new(loop, s->rkq, kwp_consume__on_event, s, errbuf, errlen);
   if (s->kb)
-    s->kb_msgs = kwp_kbridge_new(loop, s->msgq, kwp_consume__on_event, s,
-                                 errbuf, errlen);
+    s->kb_msgs = kwp_kbridge_new_msgs(loop, s->msgq, kwp_consume__on_msgs, s,
+                                      errbuf, errlen);
   rd_kafka_topic_partition_list_t *topics =
       rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, s->topic, RD_KAFKA_PARTITION_UA);

@@ -17,6 +17,7 @@ struct kwp_kbridge {
   rd_kafka_queue_t *rkq;
   int fds[2];
   kwp_kbridge_cb cb;
+  kwp_kbridge_msgs_cb msgs_cb; /* records mode (kwp_kbridge_new_msgs()) */
   void (*drained)(void *arg, int empty);
   void *arg;
   void (*done)(void *arg);
@@ -38,7 +39,8 @@ void kwp_kbridge_set_drained(kwp_kbridge_t *kb,
   kb->drained = cb;
 }
 
-void kwp_kbridge_drain(kwp_kbridge_t *kb) {
+/* Up to the budget of events (or records); @returns how many. */
+static int drain_events(kwp_kbridge_t *kb) {
   int i = 0;
   for (; i < KBRIDGE_BUDGET && !kb->held; i++) {
     rd_kafka_event_t *rkev = rd_kafka_queue_poll(kb->rkq, 0);
@@ -46,6 +48,25 @@ void kwp_kbridge_drain(kwp_kbridge_t *kb) {
       break;
     kb->cb(rkev, kb->arg);
   }
+  return i;
+}
+
+static int drain_msgs(kwp_kbridge_t *kb) {
+  rd_kafka_message_t *batch[KWP_KBRIDGE_BATCH];
+  int i = 0;
+  while (i < KBRIDGE_BUDGET && !kb->held) {
+    ssize_t n =
+        rd_kafka_consume_batch_queue(kb->rkq, 0, batch, KWP_KBRIDGE_BATCH);
+    if (n <= 0)
+      break;
+    i += (int)n;
+    kb->msgs_cb(batch, (size_t)n, kb->arg);
+  }
+  return i < KBRIDGE_BUDGET ? i : KBRIDGE_BUDGET;
+}
+
+void kwp_kbridge_drain(kwp_kbridge_t *kb) {
+  int i = kb->msgs_cb ? drain_msgs(kb) : drain_events(kb);
   if (i == KBRIDGE_BUDGET) {
     /* Budget used up: wake ourselves again on the next loop iteration. */
     ssize_t r = write(kb->fds[1], "1", 1);
@@ -97,6 +118,15 @@ kwp_kbridge_t *kwp_kbridge_new(uv_loop_t *loop, rd_kafka_queue_t *rkq,
     return NULL;
   }
   rd_kafka_queue_io_event_enable(rkq, kb->fds[1], "1", 1);
+  return kb;
+}
+
+kwp_kbridge_t *kwp_kbridge_new_msgs(uv_loop_t *loop, rd_kafka_queue_t *rkq,
+                                    kwp_kbridge_msgs_cb cb, void *arg,
+                                    char *errbuf, size_t errlen) {
+  kwp_kbridge_t *kb = kwp_kbridge_new(loop, rkq, NULL, arg, errbuf, errlen);
+  if (kb)
+    kb->msgs_cb = cb;
   return kb;
 }
 

@@ -25,6 +25,26 @@ kwp_kbridge_t *kwp_kbridge_new(uv_loop_t *loop, rd_kafka_queue_t *rkq,
                                kwp_kbridge_cb cb, void *arg, char *errbuf,
                                size_t errlen);
 
+/** Called on the loop thread with @p n (>= 1) records taken from a queue of
+ * consumed records; the callee owns each and must rd_kafka_message_destroy()
+ * it, also those it does not handle because it held the bridge meanwhile. */
+typedef void (*kwp_kbridge_msgs_cb)(rd_kafka_message_t **msgs, size_t n,
+                                    void *arg);
+
+/**
+ * As kwp_kbridge_new(), for a queue that carries only consumed records and
+ * their errors (a consumer's partition queues forwarded to it): they are
+ * taken up to KWP_KBRIDGE_BATCH at a time (rd_kafka_consume_batch_queue()),
+ * which spares the per-record cost of rd_kafka_queue_poll() and lets the
+ * callee see the next record while it handles one.
+ * @locality the thread running @p loop
+ */
+kwp_kbridge_t *kwp_kbridge_new_msgs(uv_loop_t *loop, rd_kafka_queue_t *rkq,
+                                    kwp_kbridge_msgs_cb cb, void *arg,
+                                    char *errbuf, size_t errlen);
+
+#define KWP_KBRIDGE_BATCH 64
+
 /**
  * Also call @p cb after each drain, e.g. to flush what the events produced
  * in one write; @p empty is 1 when the queue was emptied, 0 when the budget

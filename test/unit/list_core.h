@@ -2,6 +2,7 @@
 KWP_TEST_ENTRY(error_codes_distinct)
 KWP_TEST_ENTRY(kbridge_delivery_reports_reach_loop)
 KWP_TEST_ENTRY(kbridge_hold_keeps_events_queued)
+KWP_TEST_ENTRY(kbridge_records_come_in_batches_in_order)
 KWP_TEST_ENTRY(log_ratelimit_drops_and_counts)
 KWP_TEST_ENTRY(log_lines_escape_controls_and_bad_utf8)
 KWP_TEST_ENTRY(kafka_topic_lookups_share_refreshes)

@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "test/unit/unit.h"
 
+#include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -166,6 +167,105 @@ KWP_TEST(kbridge_hold_keeps_events_queued) {
   ASSERT_EQ(uv_loop_close(&loop), 0);
   rd_kafka_queue_destroy(ht.rkq);
   rd_kafka_destroy(rk);
+}
+
+/* Records mode: a consumer's partition queue forwarded to a queue of its
+ * own, taken in batches; every record comes once, in order, owned by the
+ * callback. */
+typedef struct msgs_test {
+  bridge_test_t bt;
+  int64_t next_offset;
+  size_t max_batch;
+  int out_of_order;
+} msgs_test_t;
+
+static void mt_msgs(rd_kafka_message_t **msgs, size_t n, void *arg) {
+  msgs_test_t *mt = arg;
+  if (n > mt->max_batch)
+    mt->max_batch = n;
+  for (size_t i = 0; i < n; i++) {
+    if (msgs[i]->err)
+      mt->bt.failed++;
+    else if (msgs[i]->offset != mt->next_offset++)
+      mt->out_of_order++;
+    else
+      mt->bt.delivered++;
+    rd_kafka_message_destroy(msgs[i]);
+  }
+  if (mt->bt.delivered + mt->bt.failed >= N_MSGS && !mt->bt.closed) {
+    uv_close((uv_handle_t *)&mt->bt.deadline, NULL);
+    kwp_kbridge_close(mt->bt.kb, bt_closed, &mt->bt);
+    mt->bt.closed = -1;
+  }
+}
+
+static rd_kafka_t *mock_consumer(rd_kafka_t *producer) {
+  char err[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  const char *bootstraps =
+      rd_kafka_mock_cluster_bootstraps(rd_kafka_handle_mock_cluster(producer));
+  ASSERT(rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, err,
+                           sizeof(err)) == RD_KAFKA_CONF_OK);
+  rd_kafka_conf_set(conf, "group.id", "bridge-msgs", NULL, 0);
+  rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  ASSERT(rk != NULL);
+  return rk;
+}
+
+KWP_TEST(kbridge_records_come_in_batches_in_order) {
+  char err[512];
+  uv_loop_t loop;
+  msgs_test_t mt = {0};
+  rd_kafka_t *prod = mock_producer(NULL);
+  ASSERT_EQ(rd_kafka_mock_topic_create(rd_kafka_handle_mock_cluster(prod),
+                                       "bridge-msgs", 1, 1),
+            0);
+  for (int i = 0; i < N_MSGS; i++)
+    ASSERT_EQ(rd_kafka_producev(
+                  prod, RD_KAFKA_V_TOPIC("bridge-msgs"),
+                  RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_VALUE("rec", 3),
+                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+              0);
+  /* Its delivery reports are events: they count as outstanding until taken
+   * off the queue. */
+  rd_kafka_queue_t *mainq = rd_kafka_queue_get_main(prod);
+  for (int i = 0; i < 200 && rd_kafka_outq_len(prod) > 0; i++) {
+    rd_kafka_event_t *ev;
+    rd_kafka_flush(prod, 50);
+    while ((ev = rd_kafka_queue_poll(mainq, 0)))
+      rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_queue_destroy(mainq);
+  ASSERT_EQ(rd_kafka_outq_len(prod), 0);
+  rd_kafka_t *rk = mock_consumer(prod);
+  rd_kafka_queue_t *msgq = rd_kafka_queue_new(rk);
+  rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(rk, "bridge-msgs", 0);
+  ASSERT(pq != NULL);
+  rd_kafka_queue_forward(pq, msgq);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, "bridge-msgs", 0)->offset =
+      RD_KAFKA_OFFSET_BEGINNING;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  mt.bt.kb = kwp_kbridge_new_msgs(&loop, msgq, mt_msgs, &mt, err, sizeof(err));
+  ASSERT(mt.bt.kb != NULL);
+  deadline_start(&loop, &mt.bt);
+  ASSERT_EQ(rd_kafka_assign(rk, l), 0);
+  rd_kafka_topic_partition_list_destroy(l);
+  ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(mt.bt.delivered, N_MSGS);
+  ASSERT_EQ(mt.bt.failed, 0);
+  ASSERT_EQ(mt.out_of_order, 0);
+  ASSERT(mt.max_batch > 1 && mt.max_batch <= KWP_KBRIDGE_BATCH);
+  ASSERT_EQ(mt.bt.closed, 1);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  rd_kafka_assign(rk, NULL);
+  rd_kafka_queue_forward(pq, NULL);
+  rd_kafka_queue_destroy(pq);
+  rd_kafka_queue_destroy(msgq);
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  rd_kafka_destroy(prod);
 }
 
 KWP_TEST(log_ratelimit_drops_and_counts) {
