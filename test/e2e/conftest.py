@@ -44,6 +44,16 @@ def proxy_bin():
     return b
 
 
+def proxy_is_asan():
+    """Whether the proxy under test is an AddressSanitizer build (its own
+    allocator: glibc's malloc statistics and trimming do not apply)."""
+    try:
+        with open(proxy_bin(), "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
