@@ -225,3 +225,20 @@ def test_sigterm_with_pending_kafka_request_bounded_by_grace(proxy):
         "Kafka request pending; client got %r" % (took, box.get("r"))
     if isinstance(box.get("r"), tuple):
         assert box["r"][0] == 503, box["r"]
+
+
+def test_sigterm_while_the_session_topic_is_being_set_up(proxy):
+    """Kafka unreachable at startup: the session handler is still looking
+    for its state topic (each metadata call waits up to
+    kafka-client.metadata-timeout, 8 s here). A SIGTERM then waited for the
+    call in progress; it now ends it within a fraction of a second."""
+    from conftest import closed_port
+    p = proxy(bootstrap="127.0.0.1:%d" % closed_port(),
+              env={"WSPROXY_KAFKA_METADATA_TIMEOUT": "8s"})
+    time.sleep(1.5)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    rc = p.wait(20)
+    took = time.monotonic() - t0
+    assert rc == 0, p.stderr_tail()
+    assert took < 1.5, "exit %.1f s after SIGTERM" % took
