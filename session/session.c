@@ -23,8 +23,8 @@
 
 #define KEY_MAX 1024
 /* Failed claim removals kept for another try; past this many (Kafka down
- * for long under heavy churn) the oldest are given up, and those slots stay
- * taken until this node stops. */
+ * for long under heavy churn) further ones are given up, with an error
+ * logged, and those slots stay taken until this node stops. */
 #define RETRY_MAX 65536
 
 struct kwp_session_claim {
