@@ -36,7 +36,10 @@ typedef void (*kwp_kbridge_msgs_cb)(rd_kafka_message_t **msgs, size_t n,
  * their errors (a consumer's partition queues forwarded to it): they are
  * taken up to KWP_KBRIDGE_BATCH at a time (rd_kafka_consume_batch_queue()),
  * which spares the per-record cost of rd_kafka_queue_poll() and lets the
- * callee see the next record while it handles one.
+ * callee see the next record while it handles one. Error ops on the queue
+ * that are not records (a partition gone, say) do not reach @p cb:
+ * librdkafka hands them to the client's error callback
+ * (rd_kafka_conf_set_error_cb()), on this thread, during the drain.
  * @locality the thread running @p loop
  */
 kwp_kbridge_t *kwp_kbridge_new_msgs(uv_loop_t *loop, rd_kafka_queue_t *rkq,
