@@ -98,6 +98,19 @@ static int slice_ms(uint64_t deadline) {
                                            : (int)(deadline - now);
 }
 
+/* The result of an admin request on @p q, waited for in slices: NULL after
+ * @p tmo + 1 s (the request's own timeout plus its way back) or once
+ * @p stop is set. */
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int64_t tmo,
+                                    atomic_int *stop) {
+  uint64_t deadline = now_ms() + (uint64_t)tmo + 1000;
+  rd_kafka_event_t *ev;
+  while (!(ev = rd_kafka_queue_poll(q, slice_ms(deadline))) &&
+         now_ms() < deadline && !atomic_load(stop))
+    ;
+  return ev;
+}
+
 static int topic_describe(rd_kafka_t *rk, const char *topic, int64_t tmo,
                           atomic_int *stop, int *partitions, int *brokers,
                           char *errbuf, size_t errlen) {
@@ -142,11 +155,7 @@ static int topic_create(rd_kafka_t *rk, const kwp_config_t *cfg, int brokers,
       rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_AdminOptions_set_operation_timeout(o, (int)tmo, NULL, 0);
   rd_kafka_CreateTopics(rk, &nt, 1, o, q);
-  uint64_t deadline = now_ms() + (uint64_t)tmo + 1000;
-  rd_kafka_event_t *ev;
-  while (!(ev = rd_kafka_queue_poll(q, slice_ms(deadline))) &&
-         now_ms() < deadline && !atomic_load(stop))
-    ;
+  rd_kafka_event_t *ev = admin_wait(q, tmo, stop);
   int rc = -1;
   if (!ev) {
     snprintf(errbuf, errlen, "CreateTopics timed out");
@@ -174,7 +183,7 @@ static int topic_create(rd_kafka_t *rk, const kwp_config_t *cfg, int brokers,
 /* The topic's cleanup.policy, into @p policy ("" when it could not be
  * read: no DescribeConfigs permission, a timeout). */
 static void topic_policy(rd_kafka_t *rk, const char *topic, int64_t tmo,
-                         char *policy, size_t len) {
+                         atomic_int *stop, char *policy, size_t len) {
   rd_kafka_ConfigResource_t *res =
       rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
   rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
@@ -182,7 +191,7 @@ static void topic_policy(rd_kafka_t *rk, const char *topic, int64_t tmo,
       rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
   rd_kafka_AdminOptions_set_request_timeout(o, (int)tmo, NULL, 0);
   rd_kafka_DescribeConfigs(rk, &res, 1, o, q);
-  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)tmo + 1000);
+  rd_kafka_event_t *ev = admin_wait(q, tmo, stop);
   const rd_kafka_DescribeConfigs_result_t *r =
       ev && !rd_kafka_event_error(ev)
           ? rd_kafka_event_DescribeConfigs_result(ev)
@@ -213,7 +222,7 @@ static void topic_policy(rd_kafka_t *rk, const char *topic, int64_t tmo,
  * the reference never checked, and retention may be long enough. */
 static void topic_policy_check(kwp_session_t *s, rd_kafka_t *rk, int64_t tmo) {
   char policy[64];
-  topic_policy(rk, s->topic, tmo, policy, sizeof(policy));
+  topic_policy(rk, s->topic, tmo, &s->stopping, policy, sizeof(policy));
   if (!*policy)
     KWP_LOG(KWP_LOG_INFO, "session",
             "could not read the cleanup.policy of the state topic %s",

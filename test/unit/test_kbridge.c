@@ -21,6 +21,15 @@ static void bt_closed(void *arg) {
   ((bridge_test_t *)arg)->closed = 1;
 }
 
+/* Every message seen: close the bridge, which ends the loop. */
+static void bt_done_check(bridge_test_t *bt) {
+  if (bt->delivered + bt->failed >= N_MSGS && !bt->closed) {
+    uv_close((uv_handle_t *)&bt->deadline, NULL);
+    kwp_kbridge_close(bt->kb, bt_closed, bt);
+    bt->closed = -1;
+  }
+}
+
 static void bt_event(rd_kafka_event_t *rkev, void *arg) {
   bridge_test_t *bt = arg;
   if (rd_kafka_event_type(rkev) == RD_KAFKA_EVENT_DR) {
@@ -29,11 +38,7 @@ static void bt_event(rd_kafka_event_t *rkev, void *arg) {
       m->err ? bt->failed++ : bt->delivered++;
   }
   rd_kafka_event_destroy(rkev);
-  if (bt->delivered + bt->failed == N_MSGS && !bt->closed) {
-    uv_close((uv_handle_t *)&bt->deadline, NULL);
-    kwp_kbridge_close(bt->kb, bt_closed, bt);
-    bt->closed = -1;
-  }
+  bt_done_check(bt);
 }
 
 static void bt_deadline(uv_timer_t *t) {
@@ -192,11 +197,7 @@ static void mt_msgs(rd_kafka_message_t **msgs, size_t n, void *arg) {
       mt->bt.delivered++;
     rd_kafka_message_destroy(msgs[i]);
   }
-  if (mt->bt.delivered + mt->bt.failed >= N_MSGS && !mt->bt.closed) {
-    uv_close((uv_handle_t *)&mt->bt.deadline, NULL);
-    kwp_kbridge_close(mt->bt.kb, bt_closed, &mt->bt);
-    mt->bt.closed = -1;
-  }
+  bt_done_check(&mt->bt);
 }
 
 static rd_kafka_t *mock_consumer(rd_kafka_t *producer) {
