@@ -211,6 +211,7 @@ int kwp_kproducer_send(kwp_kproducer_t *kp, rd_kafka_topic_t *rkt,
   rd_kafka_resp_err_t err = rd_kafka_producev(
       kp->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
       RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(hdrs),
+      RD_KAFKA_V_TIMESTAMP(kwp_worker_wall_ms(kp->wk)),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(dv),
       RD_KAFKA_V_END);
   if (err == 0)

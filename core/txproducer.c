@@ -315,6 +315,7 @@ int kwp_txproducer_send(kwp_txproducer_t *tx, const char *topic,
   return (int)rd_kafka_producev(
       tx->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
       RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(hdrs),
+      RD_KAFKA_V_TIMESTAMP(kwp_worker_wall_ms(tx->wk)),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(dv),
       RD_KAFKA_V_END);
 }

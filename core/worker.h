@@ -66,5 +66,9 @@ uint64_t kwp_worker_grace_left(kwp_worker_t *wk);
 /* Accessors for code running on the worker's own thread. */
 uv_loop_t *kwp_worker_loop(kwp_worker_t *wk);
 kwp_ctx_t *kwp_worker_ctx(kwp_worker_t *wk);
+/** Wall-clock ms (Unix epoch), read at most once per loop tick: the
+ * CreateTime of the records this tick produces. @locality the worker's thread
+ */
+int64_t kwp_worker_wall_ms(kwp_worker_t *wk);
 
 #endif

@@ -9,6 +9,7 @@ import time
 import uuid
 from urllib.parse import quote
 
+import confluent_kafka
 import pytest
 import websocket
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -157,6 +158,7 @@ def test_produce_strings_in_order(srv, kafka):
     ws = open_ws(srv, t, keyType="string")
     try:
         n = 50
+        t0 = int(time.time() * 1000)
         for i in range(n):
             ws.send(json.dumps({
                 "headers": [{"key": "h", "value": "v%d" % i}],
@@ -164,14 +166,20 @@ def test_produce_strings_in_order(srv, kafka):
                 "value": {"value": "value %d" % i},
                 "messageId": "id-%d" % i}))
         results = [result(ws) for _ in range(n)]
+        t1 = int(time.time() * 1000)
     finally:
         ws.close()
     for i, r in enumerate(results):
         assert "error" not in r, r
         assert r["messageId"] == "id-%d" % i and r["clientMessageId"] == "id-%d" % i
         assert r["topic"] == t and r["partition"] == 0 and r["offset"] == i, r
-        assert isinstance(r["timestamp"], int) and r["timestamp"] > 1.5e12
+        # CreateTime: the wall clock when the proxy took the frame (read
+        # once per loop tick, so within the send..ack window, to the ms)
+        assert isinstance(r["timestamp"], int) and t0 - 1 <= r["timestamp"] <= t1 + 1, \
+            (t0, r["timestamp"], t1)
     recs = read_records(kafka, t, n)
+    assert [m.timestamp() for m in recs] == \
+        [(confluent_kafka.TIMESTAMP_CREATE_TIME, r["timestamp"]) for r in results]
     assert [(m.key(), m.value()) for m in recs] == \
         [(b"k%d" % i, b"value %d" % i) for i in range(n)]
     assert recs[7].headers() == [("h", b"v7")]
