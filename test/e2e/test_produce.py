@@ -35,11 +35,12 @@ def topic(kafka):
     return new_topic(kafka, partitions=1)
 
 
-def new_topic(kafka, partitions=1):
+def new_topic(kafka, partitions=1, config=None):
     name = "produce-" + uuid.uuid4().hex[:12]
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
     admin.create_topics([NewTopic(name, num_partitions=partitions,
-                                  replication_factor=1)])[name].result(30)
+                                  replication_factor=1,
+                                  config=config or {})])[name].result(30)
     # wait until the metadata shows it (the proxy caches metadata)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -183,6 +184,22 @@ def test_produce_strings_in_order(srv, kafka):
     assert [(m.key(), m.value()) for m in recs] == \
         [(b"k%d" % i, b"value %d" % i) for i in range(n)]
     assert recs[7].headers() == [("h", b"v7")]
+
+
+def test_log_append_time_topic_gives_the_brokers_time(srv, kafka):
+    """On a LogAppendTime topic the result carries the time the broker
+    stored the record (what a consumer reads), not the proxy's."""
+    t = new_topic(kafka, config={"message.timestamp.type": "LogAppendTime"})
+    ws = open_ws(srv, t)
+    try:
+        ws.send(json.dumps({"value": {"value": "a"}}))
+        r = result(ws)
+    finally:
+        ws.close()
+    assert "error" not in r, r
+    rec, = read_records(kafka, t, 1)
+    assert rec.timestamp() == (confluent_kafka.TIMESTAMP_LOG_APPEND_TIME,
+                               r["timestamp"])
 
 
 def test_message_id_any_json_and_null(srv, topic):
