@@ -71,12 +71,14 @@ struct kwp_session {
   uint64_t own_hb_seen; /* monotonic ms of our last heartbeat read back */
   int heartbeating;
   int64_t own_first_hb, twin_first_hb; /* log offsets; -1 = none yet */
+  int64_t last_offset;                 /* of the last record applied */
   char twin[128];                      /* the last other incarnation seen */
   size_t ignored;
   char **retry; /* claim keys whose tombstone failed; session thread only */
   size_t nretry, retry_cap;
   atomic_int ready, fatal, stopping;
   atomic_int topic_gone; /* the last state write found no topic */
+  uint64_t recreate_at;  /* monotonic ms of the next topic_recreate() try */
   const char *_Atomic status;
 };
 
@@ -238,8 +240,10 @@ static void topic_policy_check(kwp_session_t *s, rd_kafka_t *rk, int64_t tmo) {
 }
 
 /* Create the topic if missing and check it has one partition (the admission
- * protocol needs one total order), retrying within the topic-init bounds. */
-static int topic_ensure(kwp_session_t *s, char *errbuf, size_t errlen) {
+ * protocol needs one total order), retrying up to @p retries times within
+ * the topic-init bounds. */
+static int topic_ensure(kwp_session_t *s, int64_t retries, int *created,
+                        char *errbuf, size_t errlen) {
   const kwp_config_t *cfg = s->cfg;
   char why[512] = "";
   if (cfg->dev_mode) /* the in-process cluster has no CreateTopics */
@@ -259,8 +263,7 @@ static int topic_ensure(kwp_session_t *s, char *errbuf, size_t errlen) {
   int64_t tmo = cfg->kafka_client.metadata_timeout_ms;
   int rc = -1;
   for (int64_t attempt = 0;
-       attempt <= cfg->session_handler.topic_init_retries &&
-       now_ms() < deadline && !atomic_load(&s->stopping);
+       attempt <= retries && now_ms() < deadline && !atomic_load(&s->stopping);
        attempt++) {
     int partitions = 0, brokers = 0;
     uint64_t wake =
@@ -286,8 +289,10 @@ static int topic_ensure(kwp_session_t *s, char *errbuf, size_t errlen) {
       return -1;
     }
     if (topic_create(rk, cfg, brokers ? brokers : 1, tmo, &s->stopping, why,
-                     sizeof(why)) == 0)
+                     sizeof(why)) == 0) {
       KWP_LOG(KWP_LOG_INFO, "session", "created the state topic %s", s->topic);
+      *created = 1;
+    }
   }
   if (rc)
     snprintf(errbuf, errlen,
@@ -478,6 +483,13 @@ static void on_record(kwp_session_t *s, const rd_kafka_message_t *m) {
   kwp_sstate_result_t r;
   int64_t ts = rd_kafka_message_timestamp(m, NULL);
   uv_mutex_lock(&s->lock);
+  if (m->offset <= s->last_offset) {
+    /* Offsets went back: a new topic (topic_recreate()). Twins compare
+     * their first heartbeats in the log every node reads from now on. */
+    s->own_first_hb = s->twin_first_hb = -1;
+    s->twin[0] = 0;
+  }
+  s->last_offset = m->offset;
   int rc = kwp_sstate_apply(s->state, m->key, m->key_len, m->payload, m->len,
                             ts, &r);
   if (rc == 1 && s->ignored++ == 0)
@@ -544,6 +556,34 @@ static void on_event(rd_kafka_event_t *ev, void *arg) {
 
 /* --- the loop's clock: startup gate, heartbeats, cleanup, readiness --- */
 
+/* The state topic went away at runtime (deleted by hand; with topic
+ * auto-creation off nothing brings it back): create it again as at startup,
+ * so the node (and every other node doing the same) is ready again without a
+ * restart. A few attempts (the new topic's metadata takes a moment to show)
+ * at most every 5 s; they block this thread, but admissions fail meanwhile
+ * anyway. What the old topic held is gone: the claims of sockets already open
+ * are not written again (a claim written again could be decided
+ * differently), so nodes that replay the new topic do not count them until
+ * they close. */
+static void topic_recreate(kwp_session_t *s, uint64_t now) {
+  char why[512];
+  int created = 0;
+  if (s->cfg->dev_mode || now < s->recreate_at)
+    return;
+  uint64_t every =
+      (uint64_t)s->cfg->session_handler.topic_init_retry_interval_ms;
+  if (topic_ensure(s, 3, &created, why, sizeof(why)) != 0)
+    KWP_LOG(KWP_LOG_ERROR, "session", "%s", why);
+  else if (created)
+    KWP_LOG(KWP_LOG_WARN, "session",
+            "the session state topic %s was gone (deleted?) and is created "
+            "again: sockets open before are not in it, so nodes that start "
+            "from now on do not count them until they close",
+            s->topic);
+  /* Until a write succeeds topic_gone stays set: try again later. */
+  s->recreate_at = now_ms() + (every > 5000 ? every : 5000);
+}
+
 static void tick(uv_timer_t *t) {
   kwp_session_t *s = t->data;
   const kwp_config_t *cfg = s->cfg;
@@ -551,6 +591,8 @@ static void tick(uv_timer_t *t) {
            hb = (uint64_t)cfg->session_handler.heartbeat_interval_ms;
   if (atomic_load(&s->fatal))
     return;
+  if (atomic_load(&s->topic_gone))
+    topic_recreate(s, now);
   uv_mutex_lock(&s->lock);
   pending_expire(s, now);
   /* After the replay, listen for one more round of heartbeats before
@@ -592,14 +634,17 @@ static void stop_cb(uv_async_t *a) {
 }
 
 static int clients_start(kwp_session_t *s, char *errbuf, size_t errlen);
-static int topic_ensure(kwp_session_t *s, char *errbuf, size_t errlen);
+static int topic_ensure(kwp_session_t *s, int64_t retries, int *created,
+                        char *errbuf, size_t errlen);
 
 /* The topic setup blocks (with bounded retries), so it runs here rather
  * than on the main thread: the listener answers /healthcheck meanwhile. */
 static void session_main(void *arg) {
   kwp_session_t *s = arg;
   char err[512] = "";
-  if (topic_ensure(s, err, sizeof(err)) != 0 ||
+  int created = 0;
+  if (topic_ensure(s, s->cfg->session_handler.topic_init_retries, &created, err,
+                   sizeof(err)) != 0 ||
       clients_start(s, err, sizeof(err)) != 0) {
     if (!atomic_load(&s->stopping)) {
       KWP_LOG(KWP_LOG_ERROR, "session", "%s", err);
@@ -638,6 +683,10 @@ static rd_kafka_t *client_new(kwp_session_t *s, rd_kafka_type_t type,
           rd_kafka_conf_set(conf, "enable.auto.commit", "false", errbuf,
                             errlen) ||
           rd_kafka_conf_set(conf, "enable.partition.eof", "true", errbuf,
+                            errlen) ||
+          /* A topic deleted and created again starts its offsets over: read
+           * it from its first record, not from its end. */
+          rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errbuf,
                             errlen) ||
           rd_kafka_conf_set(conf, "fetch.wait.max.ms", "50", errbuf, errlen);
     rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_ERROR);
@@ -769,7 +818,7 @@ kwp_session_t *kwp_session_start(const kwp_config_t *cfg, kwp_kafka_t *kafka,
   atomic_init(&s->ready, 0);
   atomic_init(&s->fatal, 0);
   atomic_init(&s->stopping, 0);
-  s->own_first_hb = s->twin_first_hb = -1;
+  s->own_first_hb = s->twin_first_hb = s->last_offset = -1;
   atomic_init(&s->status, "restoring session state");
   uv_mutex_init(&s->lock);
   uv_loop_init(&s->loop);

@@ -25,7 +25,7 @@ import pytest
 import websocket
 from confluent_kafka import Consumer, ConsumerGroupState, Producer, \
     TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from conftest import assert_json_error, free_port, http_get, start_broker, \
     wait_until
@@ -912,6 +912,77 @@ def test_a_release_kafka_missed_is_written_again(ctx):
         if node is not None:
             node.stop()
         b.cleanup()
+
+
+def test_a_deleted_state_topic_is_created_again(ctx, kafka):
+    """The state topic deleted under a running node (the test broker, like
+    most production ones, does not auto-create topics): the node stayed
+    503 "session state topic unavailable" until someone created it by hand.
+    It now creates it again itself (compacted, one partition), reads it from
+    its first record, is ready again and admits; a node started afterwards
+    replays the new topic."""
+    node = ctx.node()
+    topic = new_topic(kafka, 1)
+    ctx.admit(node.port, out_path(topic, uid("g"), "a"))
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.delete_topics([ctx.state_topic])[ctx.state_topic].result(30)
+    want = ("the session state topic %s was gone (deleted?) and is created "
+            "again" % ctx.state_topic)
+    assert wait_until(lambda: want in node.stderr(), 40), node.stderr_tail()
+    assert wait_until(lambda: ready_body(node)[0] == 200, 30), \
+        (ready_body(node), node.stderr_tail())
+    md = admin.list_topics(topic=ctx.state_topic, timeout=10)
+    assert len(md.topics[ctx.state_topic].partitions) == 1
+    res = ConfigResource(ConfigResource.Type.TOPIC, ctx.state_topic)
+    conf = admin.describe_configs([res])[res].result(30)
+    assert conf["cleanup.policy"].value == "compact", conf["cleanup.policy"]
+    g = uid("g")
+    ctx.admit(node.port, out_path(topic, g, "b"))
+    other = ctx.node()
+    assert_ready(other)
+    ctx.admit(other.port, out_path(topic, uid("g"), "c"))
+    # the new topic carries node's claim: the other node counts it
+    ctx.refused(other.port, out_path(topic, g, "b"), 400, dup_msg("b", g))
+
+
+def test_twins_after_the_state_topic_was_created_again(ctx, kafka):
+    """Which of two nodes with one server-id stops is decided by whose first
+    heartbeat comes first in the log. A node that created the topic again
+    compared its first heartbeat's offset in the old topic with the twin's in
+    the new one (offsets start over), and could stop although it was the
+    live one. Here: the first node joins a topic 300 records long, the topic
+    is created again, then a twin starts while the first node is paused (as
+    in test_duplicate_server_id_refused_after_heartbeat_gap)."""
+    sid = uid("twin")
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_topics([NewTopic(ctx.state_topic, 1, 1, config={
+        "cleanup.policy": "compact"})])[ctx.state_topic].result(30)
+    produce(kafka, ctx.state_topic,
+            [(0, b"old-%d" % i, b"{}") for i in range(300)])
+    first = ctx.node({"WSPROXY_SERVER_ID": sid})
+    admin.delete_topics([ctx.state_topic])[ctx.state_topic].result(30)
+    assert wait_until(lambda: "is created again" in first.stderr(), 40), \
+        first.stderr_tail()
+    assert wait_until(lambda: ready_body(first)[0] == 200, 30), \
+        first.stderr_tail()
+    first.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        second = ctx.node({"WSPROXY_SERVER_ID": sid}, expect_exit=1,
+                          wait=False, ready=False)
+        time.sleep(max(0.0, t0 + 3.0 - time.monotonic()))
+    finally:
+        first.send_signal(signal.SIGCONT)
+    rc2 = second.wait(15)
+    time.sleep(1.0)
+    if not first.alive():
+        first.expect_exit = None
+    assert first.alive(), "the first node exited (%r); the second is %s\n" \
+        "first:\n%s\nsecond:\n%s" % (
+            first.proc.returncode, "running" if rc2 is None else
+            "exit %r" % rc2, first.stderr_tail(6), second.stderr_tail(6))
+    assert rc2 == 1, "second node: exit %r\n%s" % (rc2, second.stderr_tail())
+    assert_ready(first)
 
 
 def test_a_state_topic_that_deletes_is_warned_about(proxy, kafka):
