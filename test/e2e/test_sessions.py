@@ -785,23 +785,30 @@ def test_duplicate_server_id_refused_after_heartbeat_gap(ctx, kafka):
     must be the one refusing to run."""
     sid = uid("twin")
     first = ctx.node({"WSPROXY_SERVER_ID": sid})
+    twin_while_paused(ctx, first, sid, 1.5, 10)
+
+
+def twin_while_paused(ctx, first, sid, pause, wait):
+    """Start a second node with @first's server-id while @first is paused
+    (SIGSTOP) for @pause s: @first, still live, must keep running and the
+    second must exit 1 within @wait s."""
     first.send_signal(signal.SIGSTOP)
     try:
         t0 = time.monotonic()
         second = ctx.node({"WSPROXY_SERVER_ID": sid}, expect_exit=1,
                           wait=False, ready=False)
-        time.sleep(max(0.0, t0 + 1.5 - time.monotonic()))
+        time.sleep(max(0.0, t0 + pause - time.monotonic()))
     finally:
         first.send_signal(signal.SIGCONT)
-    rc2 = second.wait(10)
+    rc2 = second.wait(wait)
     time.sleep(1.0)
     if not first.alive():
         first.expect_exit = None
-    assert first.alive(), "the first node (live, paused %.1f s < TTL 3 s) " \
-        "exited with %r; the second one started is %s\nfirst:\n%s" \
-        "\nsecond:\n%s" % (1.5, first.proc.returncode,
-                            "running" if rc2 is None else "exit %r" % rc2,
-                            first.stderr_tail(4), second.stderr_tail(4))
+    assert first.alive(), "the first node (live, paused %.1f s) exited " \
+        "with %r; the second one started is %s\nfirst:\n%s\nsecond:\n%s" % (
+            pause, first.proc.returncode,
+            "running" if rc2 is None else "exit %r" % rc2,
+            first.stderr_tail(6), second.stderr_tail(6))
     assert rc2 == 1, "second node: exit %r\n%s" % (rc2, second.stderr_tail())
     assert_ready(first)
 
@@ -965,24 +972,7 @@ def test_twins_after_the_state_topic_was_created_again(ctx, kafka):
         first.stderr_tail()
     assert wait_until(lambda: ready_body(first)[0] == 200, 30), \
         first.stderr_tail()
-    first.send_signal(signal.SIGSTOP)
-    try:
-        t0 = time.monotonic()
-        second = ctx.node({"WSPROXY_SERVER_ID": sid}, expect_exit=1,
-                          wait=False, ready=False)
-        time.sleep(max(0.0, t0 + 3.0 - time.monotonic()))
-    finally:
-        first.send_signal(signal.SIGCONT)
-    rc2 = second.wait(15)
-    time.sleep(1.0)
-    if not first.alive():
-        first.expect_exit = None
-    assert first.alive(), "the first node exited (%r); the second is %s\n" \
-        "first:\n%s\nsecond:\n%s" % (
-            first.proc.returncode, "running" if rc2 is None else
-            "exit %r" % rc2, first.stderr_tail(6), second.stderr_tail(6))
-    assert rc2 == 1, "second node: exit %r\n%s" % (rc2, second.stderr_tail())
-    assert_ready(first)
+    twin_while_paused(ctx, first, sid, 3.0, 15)
 
 
 def test_a_state_topic_that_deletes_is_warned_about(proxy, kafka):
