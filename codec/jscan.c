@@ -24,7 +24,10 @@ typedef struct js_out {
 static int js_val(kwp_js_t *js, js_out_t *o);
 
 void kwp_js_init(kwp_js_t *js, const char *text, size_t len) {
-  memset(js, 0, sizeof(*js));
+  /* Everything but keys_inline, which is written before it is read: the
+   * whole struct is 480 bytes per parsed message, and clearing it showed as
+   * 1.6 % of the proxy's CPU samples producing 100 B records. */
+  memset(js, 0, offsetof(kwp_js_t, keys_inline));
   js->text = js->p = text;
   js->end = text + len;
   js->keys = js->keys_inline;

@@ -42,10 +42,10 @@ typedef struct kwp_js {
   size_t arena_len, arena_cap;
   kwp_js_key_t *keys; /* names of the open objects, innermost last */
   size_t nkeys, keys_cap;
-  kwp_js_key_t keys_inline[16];
   unsigned depth;
   const char *err; /* the first error (static text), and where */
   size_t err_at;
+  kwp_js_key_t keys_inline[16]; /* last: kwp_js_init() does not clear it */
 } kwp_js_t;
 
 /* An open object or array, for kwp_js_member() / kwp_js_element(). */
