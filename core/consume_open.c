@@ -173,7 +173,7 @@ static int parse_params(consume_sess_t *s, const char *url, int *err, char *msg,
   s->val_fmt = KWP_FMT_STRING;
   s->auto_commit = 1;
   if (kwp_param_required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
-      kwp_param_required(url, "topic", s->topic, err, msg, msglen) < 0 ||
+      kwp_param_topic(url, s->topic, err, msg, msglen) < 0 ||
       kwp_param(url, "groupId", s->group_id, err, msg, msglen) < 0 ||
       kwp_param_payload(url, err, msg, msglen) < 0 ||
       kwp_param_format(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||

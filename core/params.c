@@ -31,6 +31,36 @@ int kwp_param_required(const char *url, const char *name, char *out, int *err,
   return r;
 }
 
+/* Kafka's own rule (Topic.validate): the broker refuses other names. */
+static const char *topic_name_problem(const char *t) {
+  size_t n = strlen(t);
+  if (!strcmp(t, ".") || !strcmp(t, ".."))
+    return "'.' and '..' are not allowed";
+  if (n > 249)
+    return "it is longer than 249 characters";
+  for (const char *c = t; *c; c++)
+    if (!(*c >= 'a' && *c <= 'z') && !(*c >= 'A' && *c <= 'Z') &&
+        !(*c >= '0' && *c <= '9') && *c != '.' && *c != '_' && *c != '-')
+      return "it contains a character other than ASCII alphanumerics, '.', "
+             "'_' and '-'";
+  return NULL;
+}
+
+int kwp_param_topic(const char *url, char *out, int *err, char *msg,
+                    size_t msglen) {
+  int r = kwp_param_required(url, "topic", out, err, msg, msglen);
+  if (r < 0)
+    return r;
+  const char *why = topic_name_problem(out);
+  if (why) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen,
+             "Request param 'topic' is not a valid Kafka topic name: %s.", why);
+    return -1;
+  }
+  return r;
+}
+
 int kwp_param_format(const char *url, const char *name, kwp_fmt_t *fmt,
                      int *err, char *msg, size_t msglen) {
   char v[KWP_PARAM_MAX];

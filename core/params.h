@@ -23,6 +23,12 @@ int kwp_param(const char *url, const char *name, char *out, int *err, char *msg,
 int kwp_param_required(const char *url, const char *name, char *out, int *err,
                        char *msg, size_t msglen);
 
+/** `topic`: required, and a name Kafka allows (1 to 249 of [a-zA-Z0-9._-],
+ *  not "." or ".."). Output JSON carries it unescaped, and the dev-mode
+ *  cluster would create any name. */
+int kwp_param_topic(const char *url, char *out, int *err, char *msg,
+                    size_t msglen);
+
 /** A format type (`keyType`, `valType`); @p fmt untouched when absent. */
 int kwp_param_format(const char *url, const char *name, kwp_fmt_t *fmt,
                      int *err, char *msg, size_t msglen);

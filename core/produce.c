@@ -490,7 +490,7 @@ static int parse_params(produce_sess_t *s, const char *url, int *err, char *msg,
                         size_t msglen) {
   s->val_fmt = KWP_FMT_STRING;
   if (kwp_param_required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
-      kwp_param_required(url, "topic", s->topic, err, msg, msglen) < 0 ||
+      kwp_param_topic(url, s->topic, err, msg, msglen) < 0 ||
       reserved_topic(s, err, msg, msglen) < 0 ||
       kwp_param_payload(url, err, msg, msglen) < 0 ||
       kwp_param_format(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||

@@ -415,13 +415,18 @@ VALIDATION = [
      "'read_committed' or 'read_uncommitted'."),
     ("?clientId=c&topic={t}&autoCommit=maybe",
      "'maybe' is not a valid boolean value"),
+    ("?clientId=c&topic=a%22b", "Request param 'topic' is not a valid Kafka "
+     "topic name: it contains a character other than ASCII alphanumerics, "
+     "'.', '_' and '-'."),
+    ("?clientId=c&topic=.", "Request param 'topic' is not a valid Kafka "
+     "topic name: '.' and '..' are not allowed."),
 ]
 
 
 @pytest.mark.parametrize("query,message", VALIDATION, ids=[
     "nothing", "no-client", "empty-client", "no-topic", "empty-topic",
     "bad-keytype", "bad-valtype", "bad-reset", "bad-isolation",
-    "bad-autocommit"])
+    "bad-autocommit", "bad-topic-char", "bad-topic-dot"])
 def test_query_validation_400(srv, topic, query, message):
     r, c = raw_upgrade(srv, query.format(t=topic))
     with c:

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import read_assigned
 import websocket
+from wsraw import WsRaw, http_request_bytes, new_key
 from confluent_kafka import Producer
 
 
@@ -71,3 +72,25 @@ def test_dev_mode_produce_consume(dev):
     assert got, "message not read back within 20 s"
     assert (got[0].key(), got[0].value()) == (b"k", b"hello dev mode")
 
+
+
+@pytest.mark.parametrize("path", ["/socket/in", "/socket/out"])
+@pytest.mark.parametrize("name", ["a%22b", "a%5Cb", "a%01b", "%2E%2E", "a%20b",
+                                  "x" * 250])
+def test_dev_mode_refuses_topic_names_kafka_refuses(dev, path, name):
+    """The in-process cluster creates any topic it is asked for: a name with
+    a quote or a backslash came back unescaped in the result and record
+    frames (invalid JSON, or a forged field). Such names are now refused
+    before the upgrade, as a real broker refuses them."""
+    c = WsRaw(dev.port)
+    with c:
+        c.send_raw(http_request_bytes(
+            "GET", "%s?clientId=c&topic=%s" % (path, name), [
+                ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", new_key()),
+                ("Sec-WebSocket-Version", "13")]))
+        r = c.read_response(body=None)
+        assert r.status == 400, (r.status, r.body)
+        msg = json.loads(r.body)["message"]
+        assert msg.startswith("Request param 'topic' is not a valid Kafka "
+                              "topic name: "), msg

@@ -127,21 +127,45 @@ def test_cluster_info_follows_broker_restart(proxy):
 
 def test_ready_says_when_the_session_state_topic_is_gone(proxy, kafka):
     """Deleting the state topic read as "Kafka is unreachable" on /ready,
-    with Kafka up; the writes say which it is."""
+    with Kafka up; the writes say which it is. The node now creates a deleted
+    state topic again (test_sessions), so the status shows while it cannot:
+    here a topic whose name collides with it ('.' and '_' are one in Kafka's
+    metric names) makes CreateTopics fail until that topic goes. A node
+    stuck there still stops at once on SIGTERM."""
     import json as _json
     import uuid as _uuid
-    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.admin import AdminClient, NewTopic
     from conftest import wait_until
-    name = "ss-gone-" + _uuid.uuid4().hex[:8]
+    tag = _uuid.uuid4().hex[:8]
+    name, blocker = "ss.gone." + tag, "ss_gone_" + tag
     p = proxy(env={"WSPROXY_SESSION_STATE_TOPIC": name})
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    admin.delete_topics([name])[name].result(30)
 
     def status():
         st, _, body = p.get("/ready")
-        return st == 503 and _json.loads(body)["status"]
+        return _json.loads(body)["status"] if st == 503 else "ready"
 
+    # The node may create its topic again between the two requests: then the
+    # blocker collides and the pair is tried again.
+    for _ in range(5):
+        admin.delete_topics([name])[name].result(30)
+        try:
+            admin.create_topics([NewTopic(blocker, 1, 1)])[blocker].result(30)
+            break
+        except Exception:
+            time.sleep(1)
+    else:
+        pytest.fail("could not put a colliding topic in place")
     assert wait_until(lambda: status() == "session state topic unavailable",
-                      20), status()
+                      30), status()
+    assert "collides with existing topic" in p.stderr(), p.stderr_tail()
+    admin.delete_topics([blocker])[blocker].result(30)
+    assert wait_until(lambda: status() == "ready", 40), \
+        (status(), p.stderr_tail())
+    admin.delete_topics([name])[name].result(30)
+    admin.create_topics([NewTopic(blocker, 1, 1)])[blocker].result(30)
+    assert wait_until(lambda: status() == "session state topic unavailable",
+                      30), status()
     rc, took = p.stop()
     assert rc == 0 and took < 5, (rc, took)
+    admin.delete_topics([blocker])[blocker].result(30)

@@ -82,6 +82,12 @@ def result(ws):
 
 # -- validation before the upgrade --------------------------------------------
 
+BAD_TOPIC = "Request param 'topic' is not a valid Kafka topic name: "
+BAD_TOPIC_CHAR = (BAD_TOPIC + "it contains a character other than ASCII "
+                  "alphanumerics, '.', '_' and '-'.")
+BAD_TOPIC_DOTS = BAD_TOPIC + "'.' and '..' are not allowed."
+BAD_TOPIC_LONG = BAD_TOPIC + "it is longer than 249 characters."
+
 @pytest.mark.parametrize("query,message", [
     ("", "Request param 'clientId' is missing."),
     ("?topic=t", "Request param 'clientId' is missing."),
@@ -104,9 +110,19 @@ def result(ws):
     ("?clientId=c&topic=%FF", "Request param 'topic' is malformed or too long."),
     ("?clientId=c&topic=t&keyType=%C3", "Request param 'keyType' is malformed or too long."),
     ("?clientId=%ED%A0%80&topic=t", "Request param 'clientId' is malformed or too long."),
+    # names Kafka refuses: the result frame carried them unescaped
+    ("?clientId=c&topic=a%22b", BAD_TOPIC_CHAR),
+    ("?clientId=c&topic=a%5Cb", BAD_TOPIC_CHAR),
+    ("?clientId=c&topic=a%0Ab", BAD_TOPIC_CHAR),
+    ("?clientId=c&topic=a%2Fb", BAD_TOPIC_CHAR),
+    ("?clientId=c&topic=%C3%A9t%C3%A9", BAD_TOPIC_CHAR),
+    ("?clientId=c&topic=..", BAD_TOPIC_DOTS),
+    ("?clientId=c&topic=" + "t" * 250, BAD_TOPIC_LONG),
 ], ids=["nothing", "no-client", "empty-client", "no-topic", "bad-payload",
         "avro", "bad-keytype", "bad-valtype", "bad-bool", "transactional",
-        "bad-percent", "nul", "too-long", "not-utf8", "cut-utf8", "surrogate"])
+        "bad-percent", "nul", "too-long", "not-utf8", "cut-utf8", "surrogate",
+        "topic-quote", "topic-backslash", "topic-newline", "topic-slash",
+        "topic-non-ascii", "topic-dots", "topic-250"])
 def test_query_validation_400(srv, query, message):
     r, c = upgrade(srv, query)
     with c:

@@ -341,6 +341,31 @@ KWP_TEST(consume_params) {
   ASSERT_EQ(kwp_param_required("/x?topic=", "topic", v, &err, msg, sizeof(msg)),
             -1);
   ASSERT_STREQ(msg, "Request param 'topic' is missing.");
+  ASSERT_EQ(kwp_param_topic("/x?topic=", v, &err, msg, sizeof(msg)), -1);
+  ASSERT_STREQ(msg, "Request param 'topic' is missing.");
+  ASSERT_EQ(kwp_param_topic("/x?topic=a.B_9-z", v, &err, msg, sizeof(msg)), 1);
+  ASSERT_STREQ(v, "a.B_9-z");
+  const char *bad[] = {"a%22b",  "a%5Cb", "a%01b", "a/b", "a%20b",
+                       "%C3%A9", ".",     "..",    "a:b"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char url[64];
+    snprintf(url, sizeof(url), "/x?topic=%s", bad[i]);
+    err = 0;
+    ASSERT_EQ(kwp_param_topic(url, v, &err, msg, sizeof(msg)), -1);
+    ASSERT_EQ(err, KWP_EBADREQ);
+    ASSERT(!strncmp(msg,
+                    "Request param 'topic' is not a valid Kafka topic "
+                    "name: ",
+                    55));
+  }
+  char url[300] = "/x?topic=";
+  memset(url + 9, 't', 249);
+  url[9 + 249] = 0;
+  ASSERT_EQ(kwp_param_topic(url, v, &err, msg, sizeof(msg)), 1);
+  strcat(url, "t");
+  ASSERT_EQ(kwp_param_topic(url, v, &err, msg, sizeof(msg)), -1);
+  ASSERT_STREQ(msg, "Request param 'topic' is not a valid Kafka topic name: "
+                    "it is longer than 249 characters.");
 }
 
 /* One commit in flight per partition; newer ones wait, only the newest is
