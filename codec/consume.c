@@ -377,9 +377,16 @@ int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
 
 int kwp_consume_commit_parse(const char *text, size_t len, char *id,
                              size_t idlen, const char **why) {
-  json_t *root = json_loadb(text, len, 0, NULL);
+  /* Duplicate keys are refused as on /socket/in (which one would count?);
+   * a NUL is let through the parser only to be named. */
+  json_error_t e;
+  json_t *root =
+      json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &e);
   if (!root) {
-    *why = "a commit must be a JSON object {\"wsProxyMessageId\": \"...\"}";
+    *why = json_error_code(&e) == json_error_duplicate_key
+               ? "a commit must not repeat a key"
+               : "a commit must be a JSON object "
+                 "{\"wsProxyMessageId\": \"...\"}";
     return KWP_EBADREQ;
   }
   json_t *v = json_object_get(root, "wsProxyMessageId");
@@ -388,6 +395,8 @@ int kwp_consume_commit_parse(const char *text, size_t len, char *id,
     *why = "'wsProxyMessageId' is missing or not a string";
   else if (json_string_length(v) >= idlen)
     *why = "'wsProxyMessageId' is too long";
+  else if (strlen(json_string_value(v)) != json_string_length(v))
+    *why = "'wsProxyMessageId' holds a NUL character: no record has such an id";
   else {
     rc = (int)json_string_length(v);
     memcpy(id, json_string_value(v), (size_t)rc + 1);

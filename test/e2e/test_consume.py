@@ -951,6 +951,17 @@ def test_malformed_commit_frames(srv, kafka):
         out.ws.send(text)
         e = out.error()
         assert e["error"] == "invalid_commit", (text, e)
+    # a NUL read as "not a JSON object"; a repeated key was taken (its last
+    # value committed)
+    for text, why in [
+            ('{"wsProxyMessageId":"%s\\u0000"}' % got[2]["wsProxyMessageId"],
+             "'wsProxyMessageId' holds a NUL character: no record has such "
+             "an id"),
+            ('{"wsProxyMessageId":"x","wsProxyMessageId":"%s"}' %
+             got[2]["wsProxyMessageId"], "a commit must not repeat a key")]:
+        out.ws.send(text)
+        e = out.error()
+        assert e == {"error": "invalid_commit", "message": why}, (text, e)
     out.ws.send_binary(json.dumps(
         {"wsProxyMessageId": got[0]["wsProxyMessageId"]}).encode())
     e = out.error()

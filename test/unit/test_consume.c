@@ -291,6 +291,18 @@ KWP_TEST(consume_commit_parse) {
             KWP_EBADREQ);
   ASSERT_EQ(kwp_consume_commit_parse("[]", 2, id, sizeof(id), &why),
             KWP_EBADREQ);
+  /* Regressions: a \u0000 was "must be a JSON object", a repeated key took
+   * the last value. */
+  const char *nul = "{\"wsProxyMessageId\":\"t-0-1\\u0000-2\"}";
+  ASSERT_EQ(kwp_consume_commit_parse(nul, strlen(nul), id, sizeof(id), &why),
+            KWP_EBADREQ);
+  ASSERT_STREQ(why,
+               "'wsProxyMessageId' holds a NUL character: no record has such "
+               "an id");
+  const char *dup = "{\"wsProxyMessageId\":\"a\",\"wsProxyMessageId\":\"b\"}";
+  ASSERT_EQ(kwp_consume_commit_parse(dup, strlen(dup), id, sizeof(id), &why),
+            KWP_EBADREQ);
+  ASSERT_STREQ(why, "a commit must not repeat a key");
   kwp_sbuf_t b = {0};
   ASSERT_EQ(kwp_consume_error(&b, KWP_CERR_UNKNOWN_ID, "a\"b", "m"), 0);
   ASSERT_EQ(b.len,
