@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 typedef struct pb_opts {
-  const char *mode, *bootstrap, *topic, *host;
+  const char *mode, *bootstrap, *topic, *host, *dump;
   int port, conns;
   long count, size;
   double rate, seconds;
@@ -58,12 +58,30 @@ static double pb_pct(uint64_t *v, long n, double p) {
   return (double)v[i] / 1000.0; /* ns -> us */
 }
 
+static uint64_t *pb_sched; /* open loop: scheduled send time per message */
+
+/* Open loop, --dump F: each message's scheduled send time (CLOCK_MONOTONIC,
+ * one clock for every process) and latency, two native u64s each, in send
+ * order: produce_run.py pairs each proxy message with the direct one sent at
+ * the same moment, so a broker stall both wait out cancels. */
+static void pb_dump(const pb_opts_t *o, const uint64_t *lat, long nlat) {
+  FILE *f = o->dump && nlat ? fopen(o->dump, "wb") : NULL;
+  if (!f)
+    return;
+  for (long i = 0; i < nlat; i++) {
+    uint64_t rec[2] = {pb_sched[i], lat[i]};
+    fwrite(rec, sizeof(rec), 1, f);
+  }
+  fclose(f);
+}
+
 static void pb_report(const pb_opts_t *o, long acked, long errors, double secs,
                       uint64_t *lat, long nlat) {
   struct rusage ru; /* the client's own CPU: librdkafka's, when direct */
   getrusage(RUSAGE_SELF, &ru);
   double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  pb_dump(o, lat, nlat);
   qsort(lat, (size_t)nlat, sizeof(*lat), pb_cmp_u64);
   printf("{\"mode\":\"%s\",\"connections\":%d,\"size\":%ld,\"acked\":%ld,"
          "\"errors\":%ld,\"seconds\":%.3f,\"msgs_per_sec\":%.1f,"
@@ -76,7 +94,6 @@ static void pb_report(const pb_opts_t *o, long acked, long errors, double secs,
 
 /* --- direct librdkafka producer --- */
 
-static uint64_t *pb_sched; /* open loop: scheduled send time per message */
 static uint64_t *pb_lat;
 static atomic_long pb_acked, pb_errors;
 
@@ -353,12 +370,15 @@ int main(int argc, char **argv) {
       o.rate = atof(v);
     else if (!strcmp(k, "--seconds"))
       o.seconds = atof(v);
+    else if (!strcmp(k, "--dump"))
+      o.dump = v;
   }
   if (!o.mode || !o.topic || o.size < 1 || o.size > 60000 ||
       (strcmp(o.mode, "direct") && strcmp(o.mode, "ws"))) {
-    fprintf(stderr, "usage: produce_bench --mode direct|ws --topic T "
-                    "[--bootstrap B | --port P] [--connections C] "
-                    "[--count N] [--size S] [--rate R --seconds D]\n");
+    fprintf(stderr,
+            "usage: produce_bench --mode direct|ws --topic T "
+            "[--bootstrap B | --port P] [--connections C] "
+            "[--count N] [--size S] [--rate R --seconds D [--dump F]]\n");
     return 2;
   }
   return !strcmp(o.mode, "direct") ? pb_direct(&o) : pb_ws(&o);

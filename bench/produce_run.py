@@ -4,9 +4,11 @@ producer with the same settings, in the same run, against the same real
 Kafka broker (test/kafka/broker.py). Prints a markdown table and writes
 build/bench/produce_results.json. KWP_BENCH_SCALE scales message counts."""
 
+import bisect
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -74,14 +76,48 @@ def latency_round(admin, b, port, secs):
     # cache; the kernel's writeback of them in the middle of a round raised a
     # direct producer's p99 from 8 ms to 46 and 65 ms. Flushed first.
     os.sync()
+    dumps = [os.path.join(ROOT, "build", "bench", "lat_%s.bin" % s)
+             for s in ("direct", "proxy")]
     d_args = ["--mode", "direct", "--bootstrap", b.bootstrap, "--topic",
-              topic(admin)] + common
+              topic(admin), "--dump", dumps[0]] + common
     p_args = ["--mode", "ws", "--port", str(port), "--topic",
-              topic(admin)] + common
+              topic(admin), "--dump", dumps[1]] + common
     d, p = start_tool(d_args), start_tool(p_args)
     r = {"direct": finish_tool(d, d_args), "proxy": finish_tool(p, p_args)}
     r["added_us"] = {k: r["proxy"][k] - r["direct"][k] for k in LAT_KEYS}
+    r["paired_us"] = paired(*(read_dump(f) for f in dumps))
     return r
+
+
+def read_dump(path):
+    """produce_bench --dump: (scheduled send ns, latency ns) per message."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    os.unlink(path)
+    v = struct.unpack("=%dQ" % (len(raw) // 8), raw)
+    return v[0::2], v[1::2]
+
+
+def paired(direct, proxy):
+    """Each proxy message's latency minus that of the direct message
+    scheduled closest to it (both send on their own schedules, the same
+    rate): percentiles of what the proxy added at that moment. A broker
+    stall delays both by about the same and drops out, where p99(proxy) -
+    p99(direct) compares the two tails, each set by whichever stalls fell in
+    its run."""
+    ds, dl = direct
+    diffs = []
+    for t, lat in zip(*proxy):
+        i = bisect.bisect_left(ds, t)
+        if i == len(ds) or (i and t - ds[i - 1] < ds[i] - t):
+            i -= 1
+        if abs(ds[i] - t) <= 1000000:  # within 1 ms: the rounds overlap
+            diffs.append((lat - dl[i]) / 1000.0)
+    diffs.sort()
+    pct = {k: diffs[int(q * (len(diffs) - 1) + 0.5)] if diffs else None
+           for k, q in zip(LAT_KEYS, (0.5, 0.99, 0.999))}
+    pct["pairs"] = len(diffs)
+    return pct
 
 
 def median(xs):
@@ -187,7 +223,9 @@ def main():
         results["latency"] = {
             "rate": LAT_RATE, "rounds": rounds,
             "added_us_median": {k: median([r["added_us"][k] for r in rounds])
-                                for k in LAT_KEYS}}
+                                for k in LAT_KEYS},
+            "paired_us_median": {k: median([r["paired_us"][k] for r in rounds])
+                                 for k in LAT_KEYS}}
         results["proxy_rss_kb"] = status_kb(proxy.pid, "VmRSS")
         results["proxy_peak_rss_kb"] = status_kb(proxy.pid, "VmHWM")
     finally:
@@ -229,6 +267,17 @@ def main():
     a = lat["added_us_median"]
     print("| median | added | %.0f | %.0f | %.0f |" % (
         *(a[m] for m in LAT_KEYS),))
+    print("\npaired: each proxy message's latency minus the direct message's "
+          "sent at the same moment (a shared broker stall cancels), "
+          "percentiles of that difference (us)\n")
+    print("| round | pairs | p50 | p99 | p99.9 |")
+    print("|---|---|---|---|---|")
+    for i, r in enumerate(lat["rounds"], 1):
+        q = r["paired_us"]
+        print("| %d | %d | %.0f | %.0f | %.0f |" % (
+            i, q["pairs"], *(q[m] for m in LAT_KEYS)))
+    a = lat["paired_us_median"]
+    print("| median | | %.0f | %.0f | %.0f |" % (*(a[m] for m in LAT_KEYS),))
     print("\nproxy RSS %d KiB (peak %d KiB), exit %s" % (
         results["proxy_rss_kb"], results["proxy_peak_rss_kb"],
         results["proxy_exit"]))
