@@ -26,7 +26,8 @@
 
 typedef struct pb_opts {
   const char *mode, *bootstrap, *topic, *host, *dump;
-  int port, conns;
+  const char *set[16]; /* direct: extra key=value producer settings */
+  int port, conns, nset;
   long count, size;
   double rate, seconds;
 } pb_opts_t;
@@ -124,6 +125,21 @@ static int pb_direct(const pb_opts_t *o) {
       fprintf(stderr, "%s\n", err);
       return 1;
     }
+  for (int i = 0; i < o->nset; i++) {
+    char key[128];
+    const char *eq = strchr(o->set[i], '=');
+    size_t kl = eq ? (size_t)(eq - o->set[i]) : 0;
+    if (!eq || kl >= sizeof(key)) {
+      fprintf(stderr, "--set %s: expected key=value\n", o->set[i]);
+      return 1;
+    }
+    memcpy(key, o->set[i], kl);
+    key[kl] = 0;
+    if (rd_kafka_conf_set(conf, key, eq + 1, err, sizeof(err))) {
+      fprintf(stderr, "%s\n", err);
+      return 1;
+    }
+  }
   rd_kafka_conf_set_dr_msg_cb(conf, pb_dr);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
   char *payload = malloc((size_t)o->size);
@@ -372,13 +388,15 @@ int main(int argc, char **argv) {
       o.seconds = atof(v);
     else if (!strcmp(k, "--dump"))
       o.dump = v;
+    else if (!strcmp(k, "--set") && o.nset < 16)
+      o.set[o.nset++] = v;
   }
   if (!o.mode || !o.topic || o.size < 1 || o.size > 60000 ||
       (strcmp(o.mode, "direct") && strcmp(o.mode, "ws"))) {
-    fprintf(stderr,
-            "usage: produce_bench --mode direct|ws --topic T "
-            "[--bootstrap B | --port P] [--connections C] "
-            "[--count N] [--size S] [--rate R --seconds D [--dump F]]\n");
+    fprintf(stderr, "usage: produce_bench --mode direct|ws --topic T "
+                    "[--bootstrap B | --port P] [--connections C] "
+                    "[--count N] [--size S] [--rate R --seconds D [--dump F]] "
+                    "[--set key=value (direct)]\n");
     return 2;
   }
   return !strcmp(o.mode, "direct") ? pb_direct(&o) : pb_ws(&o);

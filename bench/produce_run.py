@@ -4,11 +4,9 @@ producer with the same settings, in the same run, against the same real
 Kafka broker (test/kafka/broker.py). Prints a markdown table and writes
 build/bench/produce_results.json. KWP_BENCH_SCALE scales message counts."""
 
-import bisect
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -26,8 +24,15 @@ TOOL = os.path.join(ROOT, "build", "bench", "produce_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
 SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
 PAIRS = int(os.environ.get("KWP_BENCH_PAIRS", "5"))
+LATENCY_ONLY = os.environ.get("KWP_BENCH_LATENCY_ONLY") == "1"
 WARM_RECORDS = 300000
 LAT_RATE = 5000
+# A deleted topic's files are unlinked log.segment.delete.delay.ms (60 s by
+# default) after the deletion: the GBs the throughput runs wrote were then
+# unlinked during the latency rounds, and the broker stalled for 20 ms to 5 s
+# each time (seen with and without the proxy; its GC pauses stayed under
+# 20 ms). Unlinked at once, between runs, they never overlap a measurement.
+BROKER = {"log.segment.delete.delay.ms": "0"}
 LAT_ROUNDS = 5
 LAT_KEYS = ("p50_us", "p99_us", "p999_us")
 
@@ -46,6 +51,7 @@ def drop(admin, name):
             f.result(timeout=30)
         except Exception:  # noqa: BLE001 (a leftover topic is harmless)
             pass
+    time.sleep(1)  # the broker unlinks its files now, not in the next run
 
 
 def start_tool(args):
@@ -76,48 +82,14 @@ def latency_round(admin, b, port, secs):
     # cache; the kernel's writeback of them in the middle of a round raised a
     # direct producer's p99 from 8 ms to 46 and 65 ms. Flushed first.
     os.sync()
-    dumps = [os.path.join(ROOT, "build", "bench", "lat_%s.bin" % s)
-             for s in ("direct", "proxy")]
     d_args = ["--mode", "direct", "--bootstrap", b.bootstrap, "--topic",
-              topic(admin), "--dump", dumps[0]] + common
+              topic(admin)] + common
     p_args = ["--mode", "ws", "--port", str(port), "--topic",
-              topic(admin), "--dump", dumps[1]] + common
+              topic(admin)] + common
     d, p = start_tool(d_args), start_tool(p_args)
     r = {"direct": finish_tool(d, d_args), "proxy": finish_tool(p, p_args)}
     r["added_us"] = {k: r["proxy"][k] - r["direct"][k] for k in LAT_KEYS}
-    r["paired_us"] = paired(*(read_dump(f) for f in dumps))
     return r
-
-
-def read_dump(path):
-    """produce_bench --dump: (scheduled send ns, latency ns) per message."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    os.unlink(path)
-    v = struct.unpack("=%dQ" % (len(raw) // 8), raw)
-    return v[0::2], v[1::2]
-
-
-def paired(direct, proxy):
-    """Each proxy message's latency minus that of the direct message
-    scheduled closest to it (both send on their own schedules, the same
-    rate): percentiles of what the proxy added at that moment. A broker
-    stall delays both by about the same and drops out, where p99(proxy) -
-    p99(direct) compares the two tails, each set by whichever stalls fell in
-    its run."""
-    ds, dl = direct
-    diffs = []
-    for t, lat in zip(*proxy):
-        i = bisect.bisect_left(ds, t)
-        if i == len(ds) or (i and t - ds[i - 1] < ds[i] - t):
-            i -= 1
-        if abs(ds[i] - t) <= 1000000:  # within 1 ms: the rounds overlap
-            diffs.append((lat - dl[i]) / 1000.0)
-    diffs.sort()
-    pct = {k: diffs[int(q * (len(diffs) - 1) + 0.5)] if diffs else None
-           for k, q in zip(LAT_KEYS, (0.5, 0.99, 0.999))}
-    pct["pairs"] = len(diffs)
-    return pct
 
 
 def median(xs):
@@ -177,29 +149,58 @@ def case(admin, b, proxy, port, size, n, conns):
                  for r in runs])}
 
 
-def main():
-    b = KafkaBroker()
-    b.start()
-    admin = AdminClient({"bootstrap.servers": b.bootstrap})
-    port = free_port()
+def latency_set(admin, b, port):
+    """LAT_ROUNDS rounds and the medians over them."""
+    secs = str(10 * SCALE)
+    rounds = [latency_round(admin, b, port, secs) for _ in range(LAT_ROUNDS)]
+    return {"rate": LAT_RATE, "rounds": rounds,
+            "added_us_median": {k: median([r["added_us"][k] for r in rounds])
+                                for k in LAT_KEYS}}
+
+
+def start_proxy(b, port):
     env = dict(os.environ, WSPROXY_PORT=str(port),
                WSPROXY_BIND_INTERFACE="127.0.0.1",
                WSPROXY_KAFKA_BOOTSTRAP_HOSTS=b.bootstrap,
                WSPROXY_WS_KEEP_ALIVE_INTERVAL="0")
     log = open(os.path.join(ROOT, "build", "bench", "produce_proxy.log"), "w")
     proxy = subprocess.Popen([PROXY], env=env, stderr=log)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/healthcheck" % port,
+                                   timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proxy
+
+
+def print_latency(lat):
+    print("\nopen loop, 100 B, direct and proxy at %d msg/s each at the same "
+          "time, %d rounds (us)\n" % (LAT_RATE, LAT_ROUNDS))
+    print("| round | side | p50 | p99 | p99.9 |")
+    print("|---|---|---|---|---|")
+    for i, r in enumerate(lat["rounds"], 1):
+        for k in ("direct", "proxy", "added_us"):
+            print("| %d | %s | %.0f | %.0f | %.0f |" % (
+                i, "added" if k == "added_us" else k,
+                *(r[k][m] for m in LAT_KEYS)))
+    a = lat["added_us_median"]
+    print("| median | added | %.0f | %.0f | %.0f |" % (
+        *(a[m] for m in LAT_KEYS),))
+
+
+def main():
+    b = KafkaBroker(extra_props=BROKER)
+    b.start()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    port = free_port()
+    proxy = start_proxy(b, port)
     results = {"machine": {"nproc": os.cpu_count(),
                            "note": "broker (JVM), proxy and load generator "
                                    "share the machine's cores"},
-               "throughput": [], "latency": []}
+               "throughput": [], "latency": None}
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen("http://127.0.0.1:%d/healthcheck" % port,
-                                       timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         # Warm-up, unmeasured: the proxy's shared producers (one per worker)
         # and the broker. A fresh broker JVM is markedly slower for its first
         # few hundred MB (JIT), which would fall on whichever side ran first.
@@ -215,17 +216,10 @@ def main():
         for size, count in ((100, 500000), (1000, 300000)):
             n = str(int(count * SCALE))
             for conns in (1, 16):
-                results["throughput"].append(
-                    case(admin, b, proxy, port, size, n, conns))
-        secs = str(10 * SCALE)
-        rounds = [latency_round(admin, b, port, secs)
-                  for _ in range(LAT_ROUNDS)]
-        results["latency"] = {
-            "rate": LAT_RATE, "rounds": rounds,
-            "added_us_median": {k: median([r["added_us"][k] for r in rounds])
-                                for k in LAT_KEYS},
-            "paired_us_median": {k: median([r["paired_us"][k] for r in rounds])
-                                 for k in LAT_KEYS}}
+                if not LATENCY_ONLY:
+                    results["throughput"].append(
+                        case(admin, b, proxy, port, size, n, conns))
+        results["latency"] = latency_set(admin, b, port)
         results["proxy_rss_kb"] = status_kb(proxy.pid, "VmRSS")
         results["proxy_peak_rss_kb"] = status_kb(proxy.pid, "VmHWM")
     finally:
@@ -254,30 +248,7 @@ def main():
           (r["direct_cpu_s_per_M"], r["broker_cpu_s_per_M_direct"]),
           (r["proxy_cpu_s_per_M"], r["load_generator_cpu_s_per_M"],
            r["broker_cpu_s_per_M_proxy"])) for r in results["throughput"]])
-    lat = results["latency"]
-    print("\nopen loop, 100 B, direct and proxy at %d msg/s each at the same "
-          "time, %d rounds (us)\n" % (LAT_RATE, LAT_ROUNDS))
-    print("| round | side | p50 | p99 | p99.9 |")
-    print("|---|---|---|---|---|")
-    for i, r in enumerate(lat["rounds"], 1):
-        for k in ("direct", "proxy", "added_us"):
-            print("| %d | %s | %.0f | %.0f | %.0f |" % (
-                i, "added" if k == "added_us" else k,
-                *(r[k][m] for m in LAT_KEYS)))
-    a = lat["added_us_median"]
-    print("| median | added | %.0f | %.0f | %.0f |" % (
-        *(a[m] for m in LAT_KEYS),))
-    print("\npaired: each proxy message's latency minus the direct message's "
-          "sent at the same moment (a shared broker stall cancels), "
-          "percentiles of that difference (us)\n")
-    print("| round | pairs | p50 | p99 | p99.9 |")
-    print("|---|---|---|---|---|")
-    for i, r in enumerate(lat["rounds"], 1):
-        q = r["paired_us"]
-        print("| %d | %d | %.0f | %.0f | %.0f |" % (
-            i, q["pairs"], *(q[m] for m in LAT_KEYS)))
-    a = lat["paired_us_median"]
-    print("| median | | %.0f | %.0f | %.0f |" % (*(a[m] for m in LAT_KEYS),))
+    print_latency(results["latency"])
     print("\nproxy RSS %d KiB (peak %d KiB), exit %s" % (
         results["proxy_rss_kb"], results["proxy_peak_rss_kb"],
         results["proxy_exit"]))
