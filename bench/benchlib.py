@@ -33,11 +33,18 @@ def print_cpu_table(direct, proxy, rows):
     """Where the machine's CPU went, s per million records: @direct and
     @proxy are the column labels of each side's processes followed by the
     label of its total; @rows holds (size, sockets, direct parts, proxy
-    parts). On 2 cores the side with the larger total gets fewer records
-    per second."""
-    print("\n| size | sockets | %s |" % " | ".join(direct + proxy))
-    print("|---|---|" + "---|" * (len(direct) + len(proxy)))
+    parts), the proxy's parts being the proxy, the load generator and the
+    broker. On 2 cores the side with the larger total gets fewer records
+    per second: `direct total / proxy total` is the ratio the totals
+    predict, and `direct total / (direct total + load generator)` the ratio
+    a proxy would reach whose own CPU per record were the direct client's
+    (its WebSocket side free): the load generator takes its share of the
+    same cores."""
+    print("\n| size | sockets | %s | predicted ratio | bound |" %
+          " | ".join(direct + proxy))
+    print("|---|---|" + "---|" * (len(direct) + len(proxy) + 2))
     for size, sockets, d, p in rows:
         cells = list(d) + [sum(d)] + list(p) + [sum(p)]
+        cells += [sum(d) / sum(p), sum(d) / (sum(d) + p[1])]
         print("| %d B | %d | %s |" % (size, sockets, " | ".join(
             "%.2f" % x for x in cells)))

@@ -165,9 +165,9 @@ def start_proxy(b, port):
                WSPROXY_WS_KEEP_ALIVE_INTERVAL="0")
     log = open(os.path.join(ROOT, "build", "bench", "produce_proxy.log"), "w")
     proxy = subprocess.Popen([PROXY], env=env, stderr=log)
-    for _ in range(100):
+    for _ in range(300):  # /ready: the session state is replayed (else 503)
         try:
-            urllib.request.urlopen("http://127.0.0.1:%d/healthcheck" % port,
+            urllib.request.urlopen("http://127.0.0.1:%d/ready" % port,
                                    timeout=1)
             break
         except OSError:
