@@ -11,6 +11,9 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 /* A frame is at most max_message + 14 bytes and parse returns its size as an
@@ -104,6 +107,21 @@ static uint64_t unmask(uint8_t *p, size_t n, const uint8_t mask[4],
   memcpy(&m32, m, 4);
   uint64_t m64 = ((uint64_t)m32 << 32) | m32; /* m0..m3 m0..m3 in memory */
   size_t i = 0;
+#ifdef __SSE2__
+  /* 16 bytes a step (a multiple of 4: the mask's phase holds); SSE2 is part
+   * of x86-64. A quarter of the proxy's own CPU per 1 KB record was here. */
+  if (n >= 16) {
+    __m128i m = _mm_set1_epi64x((long long)m64), or16 = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+      __m128i w = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(p + i)), m);
+      or16 = _mm_or_si128(or16, w);
+      _mm_storeu_si128((__m128i *)(p + i), w);
+    }
+    uint64_t halves[2];
+    _mm_storeu_si128((__m128i *)halves, or16);
+    acc = halves[0] | halves[1];
+  }
+#endif
   for (; i + 8 <= n; i += 8) {
     uint64_t w;
     memcpy(&w, p + i, 8);

@@ -543,6 +543,51 @@ KWP_TEST(ws_utf8_fail_fast) {
   kwp_ws_reader_free(r);
 }
 
+/* Unmasking goes 16, then 8, then 1 byte at a time, and a payload arrives
+ * in pieces at any mask phase: every length up to 100 (and longer ones),
+ * split at every offset, unmasks to the same bytes; and one byte >= 0x80 at
+ * any position of an ASCII text message is seen (an invalid one fails, a
+ * valid pair passes), whichever word or vector lane it falls in. */
+KWP_TEST(ws_unmask_every_length_and_phase) {
+  static uint8_t payload[1100], text[1100];
+  static const size_t longer[] = {255, 1000, 1031};
+  for (size_t i = 0; i < sizeof(payload); i++)
+    payload[i] = (uint8_t)(i * 37 + 11);
+  for (size_t t = 0; t < 101 + 3; t++) {
+    size_t len = t <= 100 ? t : longer[t - 101];
+    size_t n = cframe(stream, FIN | KWP_WS_BINARY, payload, len);
+    for (size_t first = 1; first <= n; first += len > 100 ? 7 : 1) {
+      rec_t rec;
+      run(4096, stream, n, first, first % 5 + 1, &rec);
+      ASSERT_EQ(rec.err, 0);
+      ASSERT_EQ(rec.n, 1);
+      ASSERT_EQ(rec.ev[0].len, len);
+      ASSERT(memcmp(rec.ev[0].data, payload, len) == 0);
+      rec_free(&rec);
+    }
+  }
+  for (size_t len = 1; len <= 80; len++) {
+    for (size_t k = 0; k < len; k++) {
+      rec_t rec;
+      memset(text, 'a', len);
+      text[k] = 0xFF;
+      size_t n = cframe(stream, FIN | KWP_WS_TEXT, text, len);
+      run(4096, stream, n, n, n, &rec);
+      ASSERT_EQ(rec.err, KWP_EUTF8);
+      rec_free(&rec);
+      if (k + 1 == len)
+        continue;
+      text[k] = 0xC3; /* U+00E9 */
+      text[k + 1] = 0xA9;
+      n = cframe(stream, FIN | KWP_WS_TEXT, text, len);
+      run(4096, stream, n, n, n, &rec);
+      ASSERT_EQ(rec.err, 0);
+      ASSERT_EQ(rec.n, 1);
+      rec_free(&rec);
+    }
+  }
+}
+
 /* --- limits --- */
 
 KWP_TEST(ws_max_message) {
