@@ -31,7 +31,7 @@ LAT_RATE = 5000
 # default) after the deletion: the GBs the throughput runs wrote were then
 # unlinked during the latency rounds, and the broker stalled for 20 ms to 5 s
 # each time (seen with and without the proxy; its GC pauses stayed under
-# 20 ms). Unlinked at once, between runs, they never overlap a measurement.
+# 40 ms). Unlinked at once, between runs, they never overlap a measurement.
 BROKER = {"log.segment.delete.delay.ms": "0"}
 LAT_ROUNDS = 5
 LAT_KEYS = ("p50_us", "p99_us", "p999_us")
