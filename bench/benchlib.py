@@ -1,10 +1,22 @@
-"""Helpers the benchmark drivers share: loopback ports, a process's CPU and
-memory from /proc, and the CPU-per-record table."""
+"""Helpers the benchmark drivers share: the broker, loopback ports, a
+process's CPU and memory from /proc, and the CPU-per-record table."""
 
 import os
 import socket
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "test", "kafka"))
+from broker import KAFKA_SCRIPT_JVM_OPTS, KafkaBroker  # noqa: E402
 
 HZ = os.sysconf("SC_CLK_TCK")
+
+
+def bench_broker(extra_props=None):
+    """The benchmarks' broker: run with the JVM settings of Kafka's own start
+    scripts rather than the test suite's small heap."""
+    return KafkaBroker(extra_props=extra_props,
+                       jvm_opts=KAFKA_SCRIPT_JVM_OPTS)
 
 
 def free_port():

@@ -23,10 +23,9 @@ import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "test", "kafka"))
-from broker import KafkaBroker  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from benchlib import (cpu_seconds, free_port, print_cpu_table,  # noqa: E402
-                      status_kb)
+from benchlib import (bench_broker, cpu_seconds, free_port,  # noqa: E402
+                      print_cpu_table, status_kb)
 
 TOOL = os.path.join(ROOT, "build", "bench", "consume_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
@@ -423,7 +422,7 @@ def main():
     # rebalance instead of a storm of them, each stopping every member's
     # fetching for up to a heartbeat; that storm, not the consumers, decided
     # the 16-socket rates.
-    b = KafkaBroker(extra_props=REBALANCE)
+    b = bench_broker(REBALANCE)
     b.start()
     admin = AdminClient({"bootstrap.servers": b.bootstrap})
     log = open(os.path.join(OUT, "consume_proxy.log"), "w")

@@ -14,11 +14,9 @@ import urllib.request
 import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "test", "kafka"))
-from broker import KafkaBroker  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from benchlib import (cpu_seconds, free_port, print_cpu_table,  # noqa: E402
-                      status_kb)
+from benchlib import (bench_broker, cpu_seconds, free_port,  # noqa: E402
+                      print_cpu_table, status_kb)
 
 TOOL = os.path.join(ROOT, "build", "bench", "produce_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
@@ -191,7 +189,7 @@ def print_latency(lat):
 
 
 def main():
-    b = KafkaBroker(extra_props=BROKER)
+    b = bench_broker(BROKER)
     b.start()
     admin = AdminClient({"bootstrap.servers": b.bootstrap})
     port = free_port()
