@@ -4,6 +4,9 @@ process's CPU and memory from /proc, and the CPU-per-record table."""
 import os
 import socket
 import sys
+import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "test", "kafka"))
@@ -17,6 +20,26 @@ def bench_broker(extra_props=None):
     scripts rather than the test suite's small heap."""
     return KafkaBroker(extra_props=extra_props,
                        jvm_opts=KAFKA_SCRIPT_JVM_OPTS)
+
+
+def wait_ready(proc, port):
+    """Wait until the proxy @proc on @port answers /ready (its session state
+    replayed: an upgrade before that is a 503), or /healthcheck's 404 says the
+    build has no /ready; raise when it exits or 30 s pass."""
+    for _ in range(300):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/ready" % port,
+                                   timeout=1)
+            return
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError("proxy not ready in 30 s (exit %s)" % proc.poll())
 
 
 def free_port():

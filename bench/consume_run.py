@@ -17,15 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "test", "kafka"))
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from benchlib import (bench_broker, cpu_seconds, free_port,  # noqa: E402
-                      print_cpu_table, status_kb)
+                      print_cpu_table, status_kb, wait_ready)
 
 TOOL = os.path.join(ROOT, "build", "bench", "consume_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
@@ -118,23 +116,7 @@ class Proxy:
         log.flush()
         self.proc = subprocess.Popen(args, env=env, stderr=log, stdout=log)
         self.pid = self.proc.pid
-        # /ready (session state replayed) where the build has it, else
-        # /healthcheck
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(
-                    "http://127.0.0.1:%d/ready" % self.port, timeout=1)
-                return
-            except urllib.error.HTTPError as e:
-                if e.code == 404:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError("proxy not ready in 30 s (exit %s)" %
-                           self.proc.poll())
+        wait_ready(self.proc, self.port)
 
     def alive(self, what):
         if self.proc.poll() is not None:

@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from benchlib import (bench_broker, cpu_seconds, free_port,  # noqa: E402
-                      print_cpu_table, status_kb)
+                      print_cpu_table, status_kb, wait_ready)
 
 TOOL = os.path.join(ROOT, "build", "bench", "produce_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
@@ -163,13 +162,7 @@ def start_proxy(b, port):
                WSPROXY_WS_KEEP_ALIVE_INTERVAL="0")
     log = open(os.path.join(ROOT, "build", "bench", "produce_proxy.log"), "w")
     proxy = subprocess.Popen([PROXY], env=env, stderr=log)
-    for _ in range(300):  # /ready: the session state is replayed (else 503)
-        try:
-            urllib.request.urlopen("http://127.0.0.1:%d/ready" % port,
-                                   timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_ready(proxy, port)
     return proxy
 
 
@@ -211,12 +204,12 @@ def main():
                       str(int(WARM_RECORDS * SCALE)), "--size", "1000",
                       "--connections", "16"])
             drop(admin, warm)
-        for size, count in ((100, 500000), (1000, 300000)):
+        sizes = () if LATENCY_ONLY else ((100, 500000), (1000, 300000))
+        for size, count in sizes:
             n = str(int(count * SCALE))
             for conns in (1, 16):
-                if not LATENCY_ONLY:
-                    results["throughput"].append(
-                        case(admin, b, proxy, port, size, n, conns))
+                results["throughput"].append(
+                    case(admin, b, proxy, port, size, n, conns))
         results["latency"] = latency_set(admin, b, port)
         results["proxy_rss_kb"] = status_kb(proxy.pid, "VmRSS")
         results["proxy_peak_rss_kb"] = status_kb(proxy.pid, "VmHWM")
