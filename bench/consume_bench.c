@@ -956,6 +956,7 @@ int main(int argc, char **argv) {
                  .size = 100,
                  .hold = 5,
                  .stall = 15};
+  int too_many = 0; /* --set given more than 16 times */
   for (int i = 1; i < argc; i += 2) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
     if (!strcmp(k, "--mode"))
@@ -995,6 +996,8 @@ int main(int argc, char **argv) {
       o.linger = v;
     else if (!strcmp(k, "--set") && cb_nsets < 16)
       cb_sets[cb_nsets++] = v;
+    else if (!strcmp(k, "--set"))
+      too_many = 1; /* refused below rather than dropped */
   }
   static const char *const modes[] = {"fill", "direct", "ws", "latency",
                                       "idle"};
@@ -1004,8 +1007,8 @@ int main(int argc, char **argv) {
       m = i;
   int need_bootstrap = m >= 0 && m <= 3 && !o.bootstrap;
   int need_port = (m >= 2) && !o.port;
-  if (m < 0 || !o.topic || o.size < 1 || o.size > 60000 || o.conns < 1 ||
-      need_bootstrap || need_port ||
+  if (too_many || m < 0 || !o.topic || o.size < 1 || o.size > 60000 ||
+      o.conns < 1 || need_bootstrap || need_port ||
       (m == 3 && (o.rate <= 0 || o.seconds <= 0 || o.size < 40))) {
     fprintf(
         stderr,

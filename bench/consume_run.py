@@ -20,7 +20,6 @@ import time
 import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "test", "kafka"))
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from benchlib import (bench_broker, cpu_seconds, free_port,  # noqa: E402
                       print_cpu_table, status_kb, wait_ready)

@@ -366,6 +366,7 @@ static int pb_ws(const pb_opts_t *o) {
 
 int main(int argc, char **argv) {
   pb_opts_t o = {.host = "127.0.0.1", .conns = 1, .count = 100000, .size = 100};
+  int too_many = 0; /* --set given more than 16 times */
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--mode"))
@@ -390,8 +391,10 @@ int main(int argc, char **argv) {
       o.dump = v;
     else if (!strcmp(k, "--set") && o.nset < 16)
       o.set[o.nset++] = v;
+    else if (!strcmp(k, "--set"))
+      too_many = 1; /* refused below rather than dropped */
   }
-  if (!o.mode || !o.topic || o.size < 1 || o.size > 60000 ||
+  if (too_many || !o.mode || !o.topic || o.size < 1 || o.size > 60000 ||
       (strcmp(o.mode, "direct") && strcmp(o.mode, "ws"))) {
     fprintf(stderr, "usage: produce_bench --mode direct|ws --topic T "
                     "[--bootstrap B | --port P] [--connections C] "
