@@ -110,17 +110,18 @@ bench: setup $(BIN) $(BENCH_BIN)
 	$(PYTHON) bench/produce_run.py
 	$(PYTHON) bench/consume_run.py
 
-# libFuzzer targets. Needs clang with its runtime (Debian: clang
-# libclang-rt-14-dev; not installed by test/setup.sh). Builds each target, then
-# runs it FUZZ_TIME seconds on its seed corpus; new inputs go to
+# libFuzzer targets. Needs clang with its runtime (Debian: clang-14
+# libclang-rt-14-dev, which `test/setup.sh --fuzz` installs). Builds each
+# target, then runs it FUZZ_TIME seconds on its seed corpus; new inputs go to
 # build-fuzz/corpus-<name>/, crashes to build-fuzz/.
-FUZZ_CC    ?= clang
+FUZZ_CC    ?= $(shell command -v clang 2>/dev/null || echo clang-14)
 FUZZ_TIME  ?= 30
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=undefined -I. -I$(LLHTTP_INC) $(PKG_CFLAGS)
 FUZZ_LIBS  := -lcrypto $(shell pkg-config --libs libuv 2>/dev/null) $(PKG_LIBS) -lm
 
 fuzz:
+	@bash test/setup.sh --fuzz
 	@mkdir -p build-fuzz/corpus-ws build-fuzz/corpus-jscan
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_ws test/fuzz/fuzz_ws.c \
 	  $(wildcard codec/*.c) core/error.c $(FUZZ_LIBS)

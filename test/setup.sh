@@ -8,6 +8,10 @@ top=$(cd "$here/.." && pwd)
 DEB_PKGS="build-essential pkg-config libuv1-dev librdkafka-dev libjansson-dev libavro-dev libssl-dev \
 node-llhttp clang-format maven default-jre-headless python3-pip haproxy"
 PY_PKGS="pytest websocket-client websockets confluent-kafka"
+# --build-only: the build's packages only (make run); --fuzz: those plus clang
+# and its libFuzzer runtime (make fuzz).
+mode=${1:-}
+[ "$mode" = "--fuzz" ] && DEB_PKGS="$DEB_PKGS clang-14 libclang-rt-14-dev"
 KAFKA_VERSION=${KAFKA_VERSION:-3.9.2}
 KAFKA_LIBS=${KWP_KAFKA_LIBS:-$HOME/.cache/kafka-ws-proxy/kafka-$KAFKA_VERSION/libs}
 
@@ -22,7 +26,7 @@ if [ -n "$need_deb" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need_deb >/dev/null
 fi
 
-if [ "${1:-}" != "--build-only" ]; then
+if [ "$mode" = "" ]; then
   if ! python3 -c "import pytest, websocket, websockets, confluent_kafka" 2>/dev/null; then
     echo "setup: installing Python test packages: $PY_PKGS"
     python3 -m pip install -q --disable-pip-version-check $PY_PKGS 2>/dev/null ||
