@@ -37,7 +37,10 @@ CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(WERROR) $(SANFLAGS) -I. -I
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 LIBS_ALL   := $(PKG_LIBS) -lcrypto -lpthread -lm
 
-LIB_SRC  := $(sort $(wildcard core/*.c codec/*.c auth/*.c session/*.c commit/*.c))
+# Every .c under the library folders, at any depth (core/net, codec/json, ...).
+LIB_DIRS := core codec auth session commit
+LIB_SRC  := $(sort $(shell find $(LIB_DIRS) -name '*.c' 2>/dev/null))
+CODEC_SRC := $(sort $(shell find codec -name '*.c'))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNIT_SRC := $(sort $(wildcard test/unit/*.c))
@@ -46,7 +49,7 @@ BIN      := $(BUILD)/kafka-ws-proxy
 UNIT_BIN := $(BUILD)/unit-tests
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
-FORMAT_SRC := $(sort $(wildcard cmd/*.c core/*.[ch] codec/*.[ch] auth/*.[ch] session/*.[ch] commit/*.[ch] test/*.h test/unit/*.[ch] bench/*.c test/fuzz/*.c))
+FORMAT_SRC := $(sort $(shell find $(LIB_DIRS) -name '*.[ch]' 2>/dev/null) $(wildcard cmd/*.c test/*.h test/unit/*.[ch] bench/*.c test/fuzz/*.c))
 
 .PHONY: all run test unit unit-asan e2e bench fuzz format format-check clean setup
 
@@ -124,9 +127,9 @@ fuzz:
 	@bash test/setup.sh --fuzz
 	@mkdir -p build-fuzz/corpus-ws build-fuzz/corpus-jscan
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_ws test/fuzz/fuzz_ws.c \
-	  $(wildcard codec/*.c) core/error.c $(FUZZ_LIBS)
+	  $(CODEC_SRC) core/base/error.c $(FUZZ_LIBS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_jscan test/fuzz/fuzz_jscan.c \
-	  $(wildcard codec/*.c) core/error.c $(FUZZ_LIBS)
+	  $(CODEC_SRC) core/base/error.c $(FUZZ_LIBS)
 	./build-fuzz/fuzz_ws -max_total_time=$(FUZZ_TIME) -artifact_prefix=build-fuzz/ \
 	  build-fuzz/corpus-ws test/fuzz/corpus/ws
 	./build-fuzz/fuzz_jscan -max_total_time=$(FUZZ_TIME) -max_len=4096 \

@@ -277,8 +277,8 @@ static rd_kafka_t *cb_consumer(const cb_opts_t *o, const char *group, int i) {
   char err[512], client[64];
   snprintf(client, sizeof(client), "cbench-direct-%d", i);
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  /* The settings core/consume.c gives the proxy's consumers, without the
-   * prefetch limits: those come with --set, so that a run can use the
+  /* The settings core/consume/consume.c gives the proxy's consumers, without
+   * the prefetch limits: those come with --set, so that a run can use the
    * proxy's or librdkafka's own (no --set). The proxy commits what the
    * socket took every second, asynchronously: here librdkafka's auto commit
    * at the same interval. */

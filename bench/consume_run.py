@@ -33,7 +33,7 @@ OUT = os.path.join(ROOT, "build", "bench")
 SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
 PERF = os.environ.get("KWP_BENCH_PERF", "") not in ("", "0")
 
-# The prefetch limits core/consume.c (small_buffers) gives every socket's
+# The prefetch limits core/consume/consume.c (small_buffers) gives every socket's
 # consumer unless consumer.kafka-client-properties set them; the direct
 # consumers get them with --set. On librdkafka >= 2.2 the proxy also sets
 # fetch.queue.backoff.ms=10, and so do the direct consumers then.

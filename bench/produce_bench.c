@@ -110,7 +110,7 @@ static void pb_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 static int pb_direct(const pb_opts_t *o) {
   char err[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  /* The proxy's producer settings (core/kproducer.c + the default
+  /* The proxy's producer settings (core/kafka/kproducer.c + the default
    * kafka-client.properties). */
   const char *kv[][2] = {{"bootstrap.servers", o->bootstrap},
                          {"enable.idempotence", "true"},

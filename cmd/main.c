@@ -1,8 +1,8 @@
 /* kafka-ws-proxy: command line, configuration, and the server's lifetime. */
-#include "core/config.h"
-#include "core/kafka.h"
-#include "core/log.h"
-#include "core/server.h"
+#include "core/base/log.h"
+#include "core/config/config.h"
+#include "core/kafka/kafka.h"
+#include "core/net/server.h"
 #include "session/session.h"
 
 #include <librdkafka/rdkafka.h>

@@ -3,7 +3,7 @@
  * costs nothing and a busy one never more than the bound. */
 #include "commit/commit.h"
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 #include <stdlib.h>
 #include <string.h>

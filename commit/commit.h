@@ -6,7 +6,7 @@
  * and its own id still commits it: only its offset is kept).
  * Committing a wsProxyMessageId yields that record's offset + 1 for its
  * partition and clears it and everything older. Pure data structure: no I/O,
- * no Kafka; the caller (core/consume.c, on its worker thread) sends the
+ * no Kafka; the caller (core/consume/consume.c, on its worker thread) sends the
  * commits. Not thread-safe; one owner.
  */
 #ifndef KWP_COMMIT_H

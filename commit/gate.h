@@ -5,7 +5,7 @@
  * outage can land after a newer one and move the group's offset back, so
  * records the client committed would be delivered again. Failed commits that
  * may succeed later are kept for a retry. Pure data structure, one owner
- * (core/consume.c, worker thread).
+ * (core/consume/consume.c, worker thread).
  */
 #ifndef KWP_COMMIT_GATE_H
 #define KWP_COMMIT_GATE_H

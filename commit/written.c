@@ -4,7 +4,7 @@
  * bounds that. */
 #include "commit/written.h"
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 #include <stdlib.h>
 

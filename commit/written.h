@@ -4,7 +4,8 @@
  * still in the socket's send queue. Records are staged as they are encoded,
  * handed over with the byte position the socket reached after them, and
  * become committable once the socket's written-byte count passes that
- * position. Pure data structure; one owner (core/consume.c, worker thread).
+ * position. Pure data structure; one owner (core/consume/consume.c, worker
+ * thread).
  */
 #ifndef KWP_WRITTEN_H
 #define KWP_WRITTEN_H

@@ -7,10 +7,10 @@
  * the pending claims, which both threads touch. */
 #include "session/session.h"
 
-#include "core/error.h"
-#include "core/kbridge.h"
-#include "core/log.h"
-#include "core/worker.h"
+#include "core/base/error.h"
+#include "core/base/log.h"
+#include "core/kafka/kbridge.h"
+#include "core/net/worker.h"
 
 #include <librdkafka/rdkafka_mock.h>
 #include <openssl/rand.h>

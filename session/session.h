@@ -10,8 +10,8 @@
 #ifndef KWP_SESSION_H
 #define KWP_SESSION_H
 
-#include "core/config.h"
-#include "core/kafka.h"
+#include "core/config/config.h"
+#include "core/kafka/kafka.h"
 #include "session/state.h"
 
 #include <stddef.h>

@@ -4,7 +4,7 @@
  * small array. */
 #include "session/state.h"
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 #include <inttypes.h>
 #include <jansson.h>

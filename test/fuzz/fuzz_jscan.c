@@ -1,13 +1,13 @@
 /*
- * libFuzzer target for the zero-copy JSON reader (codec/jscan.h) and the
- * /socket/in message parser built on it (codec/produce.h). The input is
+ * libFuzzer target for the zero-copy JSON reader (codec/json/jscan.h) and the
+ * /socket/in message parser built on it (codec/json/produce.h). The input is
  * untrusted client text: every verdict must match jansson's (the parser the
  * reader replaced), every accepted value's compact text must parse back to
  * the same JSON, and the message parser must neither crash nor leak for
  * any key/value type.
  */
-#include "codec/jscan.h"
-#include "codec/produce.h"
+#include "codec/json/jscan.h"
+#include "codec/json/produce.h"
 
 #include <jansson.h>
 #include <stdint.h>

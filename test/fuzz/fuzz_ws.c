@@ -1,12 +1,12 @@
 /*
- * libFuzzer target for the WebSocket frame reader (codec/ws.h). Input: byte 0
- * picks the chunk size, byte 1 the message limit, the rest is client input.
+ * libFuzzer target for the WebSocket frame reader (codec/ws/ws.h). Input: byte
+ * 0 picks the chunk size, byte 1 the message limit, the rest is client input.
  * The input is parsed whole and in chunks (moved to a fresh buffer after each
  * frame, as the connection may); both runs must give identical events, and
  * every event must satisfy the codec's contract.
  */
-#include "codec/ws.h"
-#include "core/error.h"
+#include "codec/ws/ws.h"
+#include "core/base/error.h"
 #include "test/ref_utf8.h"
 
 #include <stdint.h>

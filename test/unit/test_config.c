@@ -1,7 +1,7 @@
 /* Configuration: HOCON syntax, defaults, environment overrides, typed values,
  * error messages with file/line/key, and the print/re-load round trip. */
-#include "core/config.h"
-#include "core/log.h"
+#include "core/base/log.h"
+#include "core/config/config.h"
 #include "test/unit/unit.h"
 
 #include <stdlib.h>

@@ -1,12 +1,12 @@
 /* The consumer side: commit-handler stacks, autoCommit bookkeeping, record
  * frames, commit frames and the /socket/out parameters. */
-#include "codec/consume.h"
-#include "codec/jscan.h"
+#include "codec/json/consume.h"
+#include "codec/json/jscan.h"
 #include "commit/commit.h"
 #include "commit/gate.h"
 #include "commit/written.h"
-#include "core/error.h"
-#include "core/params.h"
+#include "core/base/error.h"
+#include "core/endpoint/params.h"
 #include "test/unit/unit.h"
 
 #include <jansson.h>

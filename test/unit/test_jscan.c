@@ -1,7 +1,7 @@
 /* The zero-copy JSON reader: views, compaction, duplicate names, and a
  * differential test against jansson (the parser it replaced on the hot
  * path) over generated and mutated texts. */
-#include "codec/jscan.h"
+#include "codec/json/jscan.h"
 #include "test/unit/unit.h"
 
 #include <jansson.h>

@@ -1,7 +1,7 @@
 /* Topic lookups against the dev-mode mock cluster: a burst of lookups on a
  * cold cache shares its metadata requests. */
-#include "core/error.h"
-#include "core/kafka.h"
+#include "core/base/error.h"
+#include "core/kafka/kafka.h"
 #include "test/unit/unit.h"
 
 #include <stdlib.h>

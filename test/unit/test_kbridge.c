@@ -1,7 +1,7 @@
 /* The Kafka event bridge against librdkafka's mock cluster: delivery reports
  * reach a libuv loop through the queue's fd, with no blocking poll. */
-#include "core/kbridge.h"
-#include "core/log.h"
+#include "core/base/log.h"
+#include "core/kafka/kbridge.h"
 #include "test/unit/unit.h"
 
 #include <librdkafka/rdkafka_mock.h>

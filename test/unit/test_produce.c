@@ -1,10 +1,10 @@
 /* Format types, the /socket/in message codec, query parameters and the rate
  * limiter. */
-#include "codec/format.h"
-#include "codec/produce.h"
-#include "core/error.h"
-#include "core/query.h"
-#include "core/ratelimit.h"
+#include "codec/json/format.h"
+#include "codec/json/produce.h"
+#include "core/base/error.h"
+#include "core/endpoint/ratelimit.h"
+#include "core/net/query.h"
 #include "test/unit/unit.h"
 
 #include <math.h>

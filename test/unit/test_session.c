@@ -1,7 +1,7 @@
 /* The session state machine: verdicts from the log alone, liveness by log
  * time, cleanup of stale claims; and the limits taken from the config. */
-#include "core/config.h"
-#include "core/error.h"
+#include "core/base/error.h"
+#include "core/config/config.h"
 #include "session/session.h"
 #include "session/state.h"
 #include "test/unit/unit.h"

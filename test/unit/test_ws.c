@@ -1,9 +1,9 @@
-/* Unit tests for the RFC 6455 codec (codec/ws.h): frame lengths, every split
+/* Unit tests for the RFC 6455 codec (codec/ws/ws.h): frame lengths, every split
  * point, fragmentation, protocol errors, UTF-8 (vectors and an exhaustive
  * comparison with a reference decoder), limits, close frames, encoders and the
  * accept key. */
-#include "codec/ws.h"
-#include "core/error.h"
+#include "codec/ws/ws.h"
+#include "core/base/error.h"
 #include "test/ref_utf8.h"
 #include "test/unit/unit.h"
 

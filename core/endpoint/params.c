@@ -1,0 +1,125 @@
+/* Upgrade-request parameters (see params.h). */
+#include "core/endpoint/params.h"
+
+#include "core/base/error.h"
+#include "core/net/query.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int kwp_param(const char *url, const char *name, char *out, int *err, char *msg,
+              size_t msglen) {
+  int n = kwp_query_get(url, name, out, KWP_PARAM_MAX);
+  if (n == KWP_EBADREQ) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen, "Request param '%s' is malformed or too long.", name);
+    return -1;
+  }
+  return n >= 0;
+}
+
+int kwp_param_required(const char *url, const char *name, char *out, int *err,
+                       char *msg, size_t msglen) {
+  int r = kwp_param(url, name, out, err, msg, msglen);
+  if (r == 0 || (r > 0 && !*out)) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen, "Request param '%s' is missing.", name);
+    return -1;
+  }
+  return r;
+}
+
+/* Kafka's own rule (Topic.validate): the broker refuses other names. */
+static const char *topic_name_problem(const char *t) {
+  size_t n = strlen(t);
+  if (!strcmp(t, ".") || !strcmp(t, ".."))
+    return "'.' and '..' are not allowed";
+  if (n > 249)
+    return "it is longer than 249 characters";
+  for (const char *c = t; *c; c++)
+    if (!(*c >= 'a' && *c <= 'z') && !(*c >= 'A' && *c <= 'Z') &&
+        !(*c >= '0' && *c <= '9') && *c != '.' && *c != '_' && *c != '-')
+      return "it contains a character other than ASCII alphanumerics, '.', "
+             "'_' and '-'";
+  return NULL;
+}
+
+int kwp_param_topic(const char *url, char *out, int *err, char *msg,
+                    size_t msglen) {
+  int r = kwp_param_required(url, "topic", out, err, msg, msglen);
+  if (r < 0)
+    return r;
+  const char *why = topic_name_problem(out);
+  if (why) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen,
+             "Request param 'topic' is not a valid Kafka topic name: %s.", why);
+    return -1;
+  }
+  return r;
+}
+
+int kwp_param_format(const char *url, const char *name, kwp_fmt_t *fmt,
+                     int *err, char *msg, size_t msglen) {
+  char v[KWP_PARAM_MAX];
+  int r = kwp_param(url, name, v, err, msg, msglen);
+  if (r <= 0)
+    return r;
+  if (kwp_fmt_parse(v, strlen(v), fmt) != 0) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen, "'%s' is not a valid format type", v);
+    return -1;
+  }
+  return 1;
+}
+
+int kwp_param_payload(const char *url, int *err, char *msg, size_t msglen) {
+  char v[KWP_PARAM_MAX];
+  int r = kwp_param(url, "socketPayload", v, err, msg, msglen);
+  if (r <= 0 || !strcasecmp(v, "json"))
+    return r < 0 ? -1 : 0;
+  *err = KWP_EBADREQ;
+  if (!strcasecmp(v, "avro"))
+    snprintf(msg, msglen,
+             "socketPayload 'avro' is not available in this version yet");
+  else
+    snprintf(msg, msglen, "'%s' is not a valid socket payload", v);
+  return -1;
+}
+
+int kwp_param_bool(const char *url, const char *name, int *out, int *err,
+                   char *msg, size_t msglen) {
+  char v[KWP_PARAM_MAX];
+  int r = kwp_param(url, name, v, err, msg, msglen);
+  if (r <= 0)
+    return r;
+  int b = kwp_query_bool(v);
+  if (b < 0) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen, "'%s' is not a valid boolean value", v);
+    return -1;
+  }
+  *out = b;
+  return 1;
+}
+
+int kwp_param_positive(const char *url, const char *name, int64_t max,
+                       int64_t *out, int *err, char *msg, size_t msglen) {
+  char v[KWP_PARAM_MAX], *end;
+  int r = kwp_param(url, name, v, err, msg, msglen);
+  if (r <= 0)
+    return r;
+  /* digits only: strtoll alone also takes a sign and leading spaces */
+  long long n = strtoll(v, &end, 10);
+  if (v[strspn(v, "0123456789")] || !*v || *end || n < 1 || n > max) {
+    *err = KWP_EBADREQ;
+    snprintf(msg, msglen,
+             "Request param '%s' must be an integer from 1 to %lld, got '%s'.",
+             name, (long long)max, v);
+    return -1;
+  }
+  *out = n;
+  return 1;
+}
