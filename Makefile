@@ -127,9 +127,9 @@ fuzz:
 	@bash test/setup.sh --fuzz
 	@mkdir -p build-fuzz/corpus-ws build-fuzz/corpus-jscan
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_ws test/fuzz/fuzz_ws.c \
-	  $(CODEC_SRC) core/base/error.c $(FUZZ_LIBS)
+	  $(CODEC_SRC) core/base/error.c core/base/sbuf.c $(FUZZ_LIBS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_jscan test/fuzz/fuzz_jscan.c \
-	  $(CODEC_SRC) core/base/error.c $(FUZZ_LIBS)
+	  $(CODEC_SRC) core/base/error.c core/base/sbuf.c $(FUZZ_LIBS)
 	./build-fuzz/fuzz_ws -max_total_time=$(FUZZ_TIME) -artifact_prefix=build-fuzz/ \
 	  build-fuzz/corpus-ws test/fuzz/corpus/ws
 	./build-fuzz/fuzz_jscan -max_total_time=$(FUZZ_TIME) -max_len=4096 \

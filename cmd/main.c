@@ -96,14 +96,12 @@ int main(int argc, char **argv) {
     kwp_config_free(cfg);
     return 1;
   }
-  kwp_ctx_t ctx = {.cfg = cfg, .kafka = kafka, .session = session};
-  atomic_init(&ctx.open_conns, 0);
-  atomic_init(&ctx.next_conn_id, 1);
-  uv_mutex_init(&ctx.done_lock);
-  uv_cond_init(&ctx.done_cond);
-  kwp_server_t *srv = kwp_server_new(&ctx, err, sizeof(err));
+  kwp_ctx_t *ctx = kwp_ctx_new(cfg, kafka, kwp_session_admission(session));
+  kwp_server_t *srv = ctx ? kwp_server_new(ctx, err, sizeof(err)) : NULL;
   int rc = 1;
-  if (!srv) {
+  if (!ctx) {
+    KWP_LOG(KWP_LOG_ERROR, "main", "cannot start: out of memory");
+  } else if (!srv) {
     KWP_LOG(KWP_LOG_ERROR, "main", "cannot start: %s", err);
   } else {
     rc = kwp_server_run(srv);
@@ -114,7 +112,6 @@ int main(int argc, char **argv) {
   kwp_session_stop(session);
   kwp_kafka_free(kafka);
   kwp_config_free(cfg);
-  uv_cond_destroy(&ctx.done_cond);
-  uv_mutex_destroy(&ctx.done_lock);
+  kwp_ctx_free(ctx);
   return rc;
 }

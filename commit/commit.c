@@ -26,19 +26,15 @@ typedef struct stack {
 } stack_t;
 
 struct kwp_commit {
-  char *topic;
-  size_t topic_len, max_stack;
+  size_t max_stack;
   stack_t *parts;
   size_t nparts, parts_cap;
 };
 
-kwp_commit_t *kwp_commit_new(const char *topic, size_t max_stack) {
+kwp_commit_t *kwp_commit_new(size_t max_stack) {
   kwp_commit_t *c = calloc(1, sizeof(*c));
-  if (!c || !(c->topic = strdup(topic))) {
-    free(c);
+  if (!c)
     return NULL;
-  }
-  c->topic_len = strlen(topic);
   c->max_stack = max_stack ? max_stack : 1;
   return c;
 }
@@ -49,7 +45,6 @@ void kwp_commit_free(kwp_commit_t *c) {
   for (size_t i = 0; i < c->nparts; i++)
     free(c->parts[i].ring);
   free(c->parts);
-  free(c->topic);
   free(c);
 }
 
@@ -136,44 +131,9 @@ int kwp_commit_push(kwp_commit_t *c, int32_t partition, int64_t offset,
   return 0;
 }
 
-/* Parse a decimal number (optionally negative) ending at @p end or '-',
- * written as the proxy writes numbers: "00" or "-0" is in no id it sent. */
-static int parse_num(const char **p, const char *end, int64_t *out) {
-  const char *q = *p;
-  int neg = q < end && *q == '-';
-  uint64_t v = 0;
-  q += neg;
-  const char *digits = q;
-  while (q < end && *q >= '0' && *q <= '9' && q - digits < 19)
-    v = v * 10 + (uint64_t)(*q++ - '0');
-  if (q == digits || (q < end && *q != '-') ||
-      (*digits == '0' && (q - digits > 1 || neg)))
-    return -1;
-  *out = neg ? -(int64_t)v : (int64_t)v;
-  *p = q;
-  return 0;
-}
-
-static int parse_id(const kwp_commit_t *c, const char *id, size_t len,
-                    int64_t *partition, int64_t *offset, int64_t *timestamp) {
-  const char *end = id + len;
-  if (len <= c->topic_len + 1 || memcmp(id, c->topic, c->topic_len) != 0 ||
-      id[c->topic_len] != '-')
-    return -1;
-  const char *p = id + c->topic_len + 1;
-  if (parse_num(&p, end, partition) != 0 || p == end || *p++ != '-' ||
-      parse_num(&p, end, offset) != 0 || p == end || *p++ != '-' ||
-      parse_num(&p, end, timestamp) != 0 || p != end)
-    return -1;
-  return *partition >= 0 && *partition <= INT32_MAX ? 0 : -1;
-}
-
-int kwp_commit_take(kwp_commit_t *c, const char *id, size_t len,
-                    kwp_commit_pos_t *out) {
-  int64_t partition, offset, timestamp;
-  if (parse_id(c, id, len, &partition, &offset, &timestamp) != 0)
-    return KWP_ENOTFOUND;
-  stack_t *s = stack_find(c, (int32_t)partition, 0);
+int kwp_commit_take(kwp_commit_t *c, int32_t partition, int64_t offset,
+                    int64_t timestamp, kwp_commit_pos_t *out) {
+  stack_t *s = stack_find(c, partition, 0);
   if (!s)
     return KWP_ENOTFOUND;
   /* Newest first: clients usually commit what they just received. */

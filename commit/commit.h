@@ -4,10 +4,11 @@
  * committed, bounded by commit-handler.max-stack-size (the oldest is dropped
  * when full; a later commit still covers it, Kafka commits are cumulative,
  * and its own id still commits it: only its offset is kept).
- * Committing a wsProxyMessageId yields that record's offset + 1 for its
- * partition and clears it and everything older. Pure data structure: no I/O,
- * no Kafka; the caller (core/consume/consume.c, on its worker thread) sends the
- * commits. Not thread-safe; one owner.
+ * Committing a record (acknowledged by partition, offset and timestamp)
+ * yields its offset + 1 for its partition and clears it and everything
+ * older. Pure data structure: no I/O, no Kafka, no wire format; the caller
+ * (core/consume/consume.c, on its worker thread) sends the commits. Not
+ * thread-safe; one owner.
  */
 #ifndef KWP_COMMIT_H
 #define KWP_COMMIT_H
@@ -24,10 +25,10 @@ typedef struct kwp_commit_pos {
 } kwp_commit_pos_t;
 
 /**
- * A handler for @p topic (copied) keeping at most @p max_stack records per
- * partition (at least 1). @returns NULL when out of memory.
+ * A handler keeping at most @p max_stack records per partition (at least
+ * 1). @returns NULL when out of memory.
  */
-kwp_commit_t *kwp_commit_new(const char *topic, size_t max_stack);
+kwp_commit_t *kwp_commit_new(size_t max_stack);
 void kwp_commit_free(kwp_commit_t *c);
 
 /**
@@ -40,15 +41,13 @@ int kwp_commit_push(kwp_commit_t *c, int32_t partition, int64_t offset,
                     int64_t timestamp, uint64_t now_ms);
 
 /**
- * Commit the record whose wsProxyMessageId is @p id (not NUL-terminated).
- * The id is `<topic>-<partition>-<offset>-<timestamp>`; since the topic is
- * known, the rest parses unambiguously even when the topic has dashes.
+ * Commit the record at @p offset of @p partition sent with @p timestamp.
  * @returns 0 with @p out set (the entry and older ones are cleared), or
- * KWP_ENOTFOUND when no uncommitted record has that id (for a record
- * dropped from the full stack, that offset).
+ * KWP_ENOTFOUND when no uncommitted record is that one (for a record
+ * dropped from the full stack, the offset alone decides).
  */
-int kwp_commit_take(kwp_commit_t *c, const char *id, size_t len,
-                    kwp_commit_pos_t *out);
+int kwp_commit_take(kwp_commit_t *c, int32_t partition, int64_t offset,
+                    int64_t timestamp, kwp_commit_pos_t *out);
 
 /**
  * Auto-commit by age: for each partition, the newest record sent before

@@ -27,7 +27,21 @@
  * logged, and those slots stay taken until this node stops. */
 #define RETRY_MAX 65536
 
-struct kwp_session_claim {
+_Static_assert((int)KWP_ADMIT_CONSUMER == (int)KWP_SESSION_CONSUMER &&
+                   (int)KWP_ADMIT_PRODUCER == (int)KWP_SESSION_PRODUCER,
+               "the state topic's kinds are the admission kinds");
+
+/* The admission interface (core/endpoint/admission.h), at the end. */
+static int session_admit(void *impl, kwp_worker_t *wk, int kind,
+                         const char *session, const char *instance,
+                         int64_t limit, kwp_admit_cb cb, void *arg);
+static void session_refusal(void *impl, int err, char *msg, size_t len);
+static void session_release(void *impl, kwp_claim_handle_t *claim);
+static int session_ready(void *impl);
+static const char *session_status(void *impl);
+static size_t session_count(void *impl);
+
+struct kwp_claim_handle {
   char key[KEY_MAX];
 };
 
@@ -35,18 +49,18 @@ typedef struct pending {
   struct pending *next;
   char nonce[128];
   kwp_worker_t *wk;
-  kwp_session_cb cb;
+  kwp_admit_cb cb;
   void *arg;
   uint64_t deadline; /* uv_hrtime() ms */
-  kwp_session_claim_t *claim;
+  kwp_claim_handle_t *claim;
 } pending_t;
 
 /* A verdict on its way to a worker. */
 typedef struct verdict {
-  kwp_session_cb cb;
+  kwp_admit_cb cb;
   void *arg;
   int err;
-  kwp_session_claim_t *claim;
+  kwp_claim_handle_t *claim;
   char message[640];
 } verdict_t;
 
@@ -80,6 +94,7 @@ struct kwp_session {
   atomic_int topic_gone; /* the last state write found no topic */
   uint64_t recreate_at;  /* monotonic ms of the next topic_recreate() try */
   const char *_Atomic status;
+  kwp_admission_t admission; /* this handler as the pipeline's admission */
 };
 
 static uint64_t now_ms(void) {
@@ -810,6 +825,13 @@ kwp_session_t *kwp_session_start(const kwp_config_t *cfg, kwp_kafka_t *kafka,
     snprintf(s->incarnation + 2 * i, 3, "%02x", rnd[i]);
   s->cfg = cfg;
   s->kafka = kafka;
+  s->admission = (kwp_admission_t){.impl = s,
+                                   .admit = session_admit,
+                                   .refusal = session_refusal,
+                                   .release = session_release,
+                                   .ready = session_ready,
+                                   .status = session_status,
+                                   .sessions = session_count};
   s->topic = cfg->session_handler.topic_name;
   s->server_id = cfg->server.server_id;
   struct timespec ts;
@@ -857,27 +879,8 @@ int kwp_session_fatal(const kwp_session_t *s) {
   return atomic_load(&s->fatal);
 }
 
-int64_t kwp_session_consumer_limit(const kwp_config_t *cfg, const char *group,
-                                   int partitions) {
-  const kwp_client_limit_t *e = kwp_limits_find(&cfg->consumer.limits, group);
-  int64_t n = e && e->max_connections >= 0
-                  ? e->max_connections
-                  : cfg->consumer.limits.default_max_connections_per_client;
-  return n <= 0 || n > partitions ? partitions : n;
-}
-
-int64_t kwp_session_producer_limit(const kwp_config_t *cfg,
-                                   const char *client_id) {
-  const kwp_client_limit_t *e =
-      kwp_limits_find(&cfg->producer.limits, client_id);
-  int64_t n = e && e->max_connections >= 0
-                  ? e->max_connections
-                  : cfg->producer.limits.default_max_connections_per_client;
-  return n < 0 ? 0 : n;
-}
-
-void kwp_session_refusal(const kwp_session_t *s, int err, char *msg,
-                         size_t len) {
+static void session_refusal(void *impl, int err, char *msg, size_t len) {
+  const kwp_session_t *s = impl;
   if (err == KWP_EUNAVAILABLE)
     snprintf(msg, len, "Session state is not ready (%s); try again shortly",
              kwp_session_status(s));
@@ -885,13 +888,14 @@ void kwp_session_refusal(const kwp_session_t *s, int err, char *msg,
     snprintf(msg, len, "Cannot register the session: %s", kwp_strerror(err));
 }
 
-int kwp_session_admit(kwp_session_t *s, kwp_worker_t *wk, int kind,
-                      const char *session, const char *instance, int64_t limit,
-                      kwp_session_cb cb, void *arg) {
+static int session_admit(void *impl, kwp_worker_t *wk, int kind,
+                         const char *session, const char *instance,
+                         int64_t limit, kwp_admit_cb cb, void *arg) {
+  kwp_session_t *s = impl;
   if (!kwp_session_ready(s))
     return KWP_EUNAVAILABLE;
   pending_t *p = calloc(1, sizeof(*p));
-  kwp_session_claim_t *claim = malloc(sizeof(*claim));
+  kwp_claim_handle_t *claim = malloc(sizeof(*claim));
   if (!p || !claim) {
     free(p);
     free(claim);
@@ -937,11 +941,31 @@ int kwp_session_admit(kwp_session_t *s, kwp_worker_t *wk, int kind,
   return rc;
 }
 
-void kwp_session_release(kwp_session_t *s, kwp_session_claim_t *claim) {
+static void session_release(void *impl, kwp_claim_handle_t *claim) {
+  kwp_session_t *s = impl;
   if (!claim)
     return;
   produce(s, claim->key, NULL);
   free(claim);
+}
+
+static int session_ready(void *impl) {
+  return kwp_session_ready(impl);
+}
+
+static const char *session_status(void *impl) {
+  return kwp_session_status(impl);
+}
+
+static size_t session_count(void *impl) {
+  size_t n;
+  int64_t log_time;
+  kwp_session_stats(impl, &n, &log_time);
+  return n;
+}
+
+const kwp_admission_t *kwp_session_admission(kwp_session_t *s) {
+  return &s->admission;
 }
 
 void kwp_session_stop(kwp_session_t *s) {

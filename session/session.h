@@ -11,15 +11,14 @@
 #define KWP_SESSION_H
 
 #include "core/config/config.h"
+#include "core/endpoint/admission.h"
 #include "core/kafka/kafka.h"
 #include "session/state.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct kwp_worker;
 typedef struct kwp_session kwp_session_t;
-typedef struct kwp_session_claim kwp_session_claim_t;
 
 /**
  * Create or verify the state topic (retrying within the topic-init bounds),
@@ -46,45 +45,13 @@ void kwp_session_stats(kwp_session_t *s, size_t *sessions, int64_t *log_time);
 int kwp_session_fatal(const kwp_session_t *s);
 
 /**
- * Called on the asking worker's thread: @p err 0 (admitted: keep @p claim
- * and release it when the socket ends) or a KWP_E* with the HTTP message
- * (the claim is then gone).
+ * The handler as the upgrade pipeline's admission step (see
+ * core/endpoint/admission.h): admit() asks the cluster and answers on the
+ * asking worker's thread within session-handler.admission-timeout, once
+ * this node has read its own claim back from the topic. The interface lives
+ * as long as @p s. @locality any thread
  */
-typedef void (*kwp_session_cb)(void *arg, int err, const char *message,
-                               kwp_session_claim_t *claim);
-
-/**
- * Ask to admit @p instance into @p session with at most @p limit sockets
- * (0 = unlimited). @p cb runs exactly once, on @p wk's thread, within
- * session-handler.admission-timeout.
- * @locality the thread of @p wk
- * @returns 0, or a KWP_E* (then @p cb is not called).
- */
-int kwp_session_admit(kwp_session_t *s, struct kwp_worker *wk, int kind,
-                      const char *session, const char *instance, int64_t limit,
-                      kwp_session_cb cb, void *arg);
-
-/**
- * The message of a kwp_session_admit() failure (e.g. "Session state is not
- * ready: restoring session state") into @p msg. @locality any thread
- */
-void kwp_session_refusal(const kwp_session_t *s, int err, char *msg,
-                         size_t len);
-
-/**
- * Sockets allowed per consumer group: its `client-specific-limits`
- * max-connections, else `default-max-connections-per-client`; 0 or more
- * than the topic's @p partitions means @p partitions (as the reference).
- */
-int64_t kwp_session_consumer_limit(const kwp_config_t *cfg, const char *group,
-                                   int partitions);
-
-/** Sockets allowed per producer clientId (0 = unlimited). */
-int64_t kwp_session_producer_limit(const kwp_config_t *cfg,
-                                   const char *client_id);
-
-/** The socket of an admitted claim ended (NULL is fine). @locality any */
-void kwp_session_release(kwp_session_t *s, kwp_session_claim_t *claim);
+const kwp_admission_t *kwp_session_admission(kwp_session_t *s);
 
 /**
  * Graceful stop: this node's heartbeat is removed (its remaining claims stop

@@ -1,6 +1,6 @@
 /*
- * Payload format types of kafka-websocket-proxy (`keyType`, `valType`, and the
- * `format` of a key or value): JSON values to Kafka bytes and back, with
+ * The format types (`keyType`, `valType`, codec/payload.h) in JSON: JSON
+ * values to Kafka bytes and back, with
  * Kafka's primitive serializers (big-endian) for the numeric types.
  * Pure: no I/O, no logging; allocation only where noted.
  */
@@ -8,34 +8,12 @@
 #define KWP_CODEC_FORMAT_H
 
 #include "codec/json/jscan.h"
+#include "codec/payload.h"
 
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
-typedef enum kwp_fmt {
-  KWP_FMT_NONE = 0, /* no key type given: records carry no key */
-  KWP_FMT_JSON,
-  KWP_FMT_STRING,
-  KWP_FMT_BYTEARRAY, /* base64 in JSON, raw bytes in Kafka */
-  KWP_FMT_INT,
-  KWP_FMT_SHORT,
-  KWP_FMT_LONG,
-  KWP_FMT_DOUBLE,
-  KWP_FMT_FLOAT,
-  KWP_FMT_AVRO, /* base64 in JSON (Avro-encoded bytes), raw bytes in Kafka */
-} kwp_fmt_t;
-
-/**
- * Parse a format name (case-insensitive; `byte_array` is an alias of
- * `bytearray`). @locality any thread; pure
- * @returns 0, or KWP_EBADREQ for an unknown name.
- */
-int kwp_fmt_parse(const char *name, size_t len, kwp_fmt_t *out);
-
-/** The canonical name ("json", "string", ...); "" for KWP_FMT_NONE. */
-const char *kwp_fmt_name(kwp_fmt_t fmt);
 
 /* Serialized bytes: either a view (@p ptr into the JSON value, or into
  * @p inline_buf for numbers) or an owned malloc'd buffer (@p owned != NULL). */

@@ -397,3 +397,26 @@ int kwp_ws_accept_key(const char *key, size_t key_len, char out[29]) {
   EVP_EncodeBlock((unsigned char *)out, md, 20); /* 28 chars and a NUL */
   return 0;
 }
+
+size_t kwp_ws_frame_open(kwp_sbuf_t *b) {
+  size_t at = b->len;
+  if (kwp_sbuf_reserve(b, 4))
+    b->len += 4;
+  return at;
+}
+
+int kwp_ws_frame_close(kwp_sbuf_t *b, size_t at, int opcode) {
+  uint8_t hdr[10];
+  if (b->oom)
+    return KWP_ENOMEM;
+  size_t n = b->len - at - 4;
+  size_t h = kwp_ws_header_encode(hdr, opcode, 1, n);
+  if (h == 10 && !kwp_sbuf_reserve(b, 6)) /* 64 KiB or more */
+    return KWP_ENOMEM;
+  char *d = b->data + at;
+  if (h != 4)
+    memmove(d + h, d + 4, n);
+  memcpy(d, hdr, h);
+  b->len = at + h + n;
+  return 0;
+}

@@ -7,6 +7,8 @@
 #ifndef KWP_CODEC_WS_H
 #define KWP_CODEC_WS_H
 
+#include "core/base/sbuf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +86,21 @@ size_t kwp_ws_reader_buffered(const kwp_ws_reader_t *r);
  */
 size_t kwp_ws_header_encode(uint8_t out[10], int opcode, int fin,
                             uint64_t payload_len);
+
+/**
+ * Start a server frame at the end of @p b, whose payload the caller then
+ * appends: room is kept for the usual 4-byte header (payloads of 126 B to
+ * 64 KiB), so most frames are written once. @returns the frame's offset
+ * (for kwp_ws_frame_close()); on out of memory @p b->oom is set.
+ */
+size_t kwp_ws_frame_open(kwp_sbuf_t *b);
+
+/**
+ * End the frame opened at @p at: its header (@p opcode, final) goes in
+ * front of the payload, which moves when the header is not 4 bytes.
+ * @returns 0, or KWP_ENOMEM (@p b->oom set).
+ */
+int kwp_ws_frame_close(kwp_sbuf_t *b, size_t at, int opcode);
 
 /**
  * Build a close payload: 2-byte @p code, then the UTF-8 @p reason (NULL: none)

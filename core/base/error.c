@@ -23,7 +23,18 @@ int kwp_err_http_status(int err) {
   case KWP_EBADREQ:
   case KWP_EPROTO:
   case KWP_EUTF8:
+  case KWP_EJSON:
+  case KWP_EBADMSG:
+  case KWP_EBADKEY:
+  case KWP_EBADVALUE:
+  case KWP_EBADHEADERS:
+  case KWP_EFRAMETYPE:
+  case KWP_EBADCOMMIT:
     return 400;
+  case KWP_EUNAUTHORIZED:
+    return 401;
+  case KWP_EFORBIDDEN:
+    return 403;
   case KWP_ENOTFOUND:
     return 404;
   case KWP_EMETHOD:
@@ -61,6 +72,8 @@ unsigned kwp_err_close_code(int err) {
   case KWP_EUTF8:
     return 1007;
   case KWP_EPOLICY:
+  case KWP_EUNAUTHORIZED:
+  case KWP_EFORBIDDEN:
     return 1008;
   case KWP_ETOOBIG:
     return 1009;
@@ -69,5 +82,40 @@ unsigned kwp_err_close_code(int err) {
     return 1013;
   default:
     return 1011;
+  }
+}
+
+const char *kwp_err_result_code(int err) {
+  switch (err) {
+  case KWP_EJSON:
+    return "invalid_json";
+  case KWP_EBADMSG:
+    return "invalid_message";
+  case KWP_EBADKEY:
+    return "invalid_key";
+  case KWP_EBADVALUE:
+    return "invalid_value";
+  case KWP_EBADHEADERS:
+    return "invalid_headers";
+  case KWP_EFRAMETYPE:
+    return "unsupported_frame";
+  case KWP_EBADCOMMIT:
+    return "invalid_commit";
+  case KWP_EUNKNOWNID:
+    return "unknown_message_id";
+  case KWP_EDELIVERYTIMEOUT:
+    return "delivery_timeout";
+  case KWP_EMSGSIZE:
+    return "message_too_large";
+  case KWP_ENOTOPIC:
+    return "topic_not_found";
+  case KWP_ENOTDELIVERED:
+    return "not_delivered";
+  case KWP_EBUSY:
+    return "busy";
+  case KWP_ETXN:
+    return "transaction_aborted";
+  default:
+    return "kafka_error";
   }
 }

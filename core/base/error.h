@@ -32,7 +32,22 @@
   XX(IDLE, "idle timeout")                                                     \
   XX(SHUTDOWN, "server shutting down")                                         \
   XX(TXN, "Kafka transaction aborted")                                         \
-  XX(INTERNAL, "internal error")
+  XX(INTERNAL, "internal error")                                               \
+  XX(UNAUTHORIZED, "authentication required")                                  \
+  XX(FORBIDDEN, "forbidden")                                                   \
+  XX(JSON, "message is not valid JSON")                                        \
+  XX(BADMSG, "invalid message")                                                \
+  XX(BADKEY, "invalid key")                                                    \
+  XX(BADVALUE, "invalid value")                                                \
+  XX(BADHEADERS, "invalid headers")                                            \
+  XX(FRAMETYPE, "frame type not accepted on this socket")                      \
+  XX(BADCOMMIT, "invalid commit")                                              \
+  XX(UNKNOWNID, "no uncommitted record with this id")                          \
+  XX(DELIVERYTIMEOUT, "Kafka delivery timed out")                              \
+  XX(MSGSIZE, "record too large for Kafka")                                    \
+  XX(NOTOPIC, "topic or partition not found")                                  \
+  XX(NOTDELIVERED, "record not delivered")                                     \
+  XX(BUSY, "producer queue full")
 
 enum kwp_err_index_ {
 #define KWP_ERR_IDX_(name, text) KWP_ERRIDX_##name,
@@ -53,8 +68,8 @@ enum kwp_err {
 const char *kwp_strerror(int err);
 
 /**
- * The HTTP status an error maps to before the upgrade (400, 404, 405, 408,
- * 413, 426, 431, 500, 501, 503). The one place that decides it.
+ * The HTTP status an error maps to before the upgrade (400, 401, 403, 404,
+ * 405, 408, 413, 426, 431, 500, 501, 503). The one place that decides it.
  * @locality any thread
  */
 int kwp_err_http_status(int err);
@@ -65,5 +80,14 @@ int kwp_err_http_status(int err);
  * @locality any thread
  */
 unsigned kwp_err_close_code(int err);
+
+/**
+ * The stable code of an error in a result or error frame after the upgrade
+ * (the "error" field of /socket/in results and /socket/out error frames:
+ * "invalid_json", "delivery_timeout", ...; documented in docs/api.md). The
+ * one place that decides it, for every payload format.
+ * @locality any thread; returns a static string.
+ */
+const char *kwp_err_result_code(int err);
 
 #endif

@@ -1,4 +1,4 @@
-/* GET /socket/out: the JSON consumer endpoint. Each socket owns a Kafka
+/* The consume path of a consumer socket. Each socket owns a Kafka
  * consumer (a member of its groupId) whose two queues (records; everything
  * else) reach the worker loop through event bridges. Records become frames
  * written in one write per drain; when the socket's unsent bytes pass the
@@ -32,7 +32,7 @@ void kwp_consume__unref(consume_sess_t *s) {
     kwp_rate_release(s->rate_sock);
   if (s->rate_group)
     kwp_rate_release(s->rate_group);
-  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  kwp_admission_release(kwp_worker_admission(s->wk), s->claim);
   kwp_commit_free(s->stack);
   kwp_sbuf_free(&s->out);
   kwp_written_free(s->written);
@@ -234,36 +234,27 @@ void kwp_consume__commit_tick(uv_timer_t *t) {
  * usual 4-byte one (payloads of 126 B to 64 KiB); frame_end() fixes it up
  * once the length is known. The drain then leaves in one plain write. */
 static void frame_begin(consume_sess_t *s) {
-  s->frame_at = s->out.len;
-  if (kwp_sbuf_reserve(&s->out, 4))
-    s->out.len += 4;
+  s->frame_at = kwp_ws_frame_open(&s->out);
 }
 
 static void frame_end(consume_sess_t *s) {
-  uint8_t hdr[10];
-  if (s->out.oom)
-    return;
-  char *at = s->out.data + s->frame_at;
-  size_t n = s->out.len - s->frame_at - 4;
-  size_t h = kwp_ws_header_encode(hdr, KWP_WS_TEXT, 1, n);
-  if (h == 10) { /* 64 KiB or more: 6 more bytes of header */
-    if (!kwp_sbuf_reserve(&s->out, 6))
-      return;
-    at = s->out.data + s->frame_at;
-  }
-  if (h != 4)
-    memmove(at + h, at + 4, n);
-  memcpy(at, hdr, h);
-  s->out.len = s->frame_at + h + n;
-  s->nframes++;
+  if (kwp_ws_frame_close(&s->out, s->frame_at, s->fmt->opcode) == 0)
+    s->nframes++;
+}
+
+static void append_str(kwp_sbuf_t *b, const char *text) {
+  kwp_sbuf_append(b, text, strlen(text));
+}
+
+static void batch_close(consume_sess_t *s) {
+  append_str(&s->out, s->fmt->batch_close);
+  frame_end(s);
+  s->in_batch = 0;
 }
 
 static void flush(consume_sess_t *s) {
-  if (s->in_batch) {
-    kwp_sbuf_append(&s->out, "]", 1);
-    frame_end(s);
-    s->in_batch = 0;
-  }
+  if (s->in_batch)
+    batch_close(s);
   if (s->out.oom) {
     sess_fail(s, KWP_ENOMEM, "out of memory");
   } else if (s->nframes && s->conn) {
@@ -305,15 +296,12 @@ static void record_emit(consume_sess_t *s, rd_kafka_message_t *rkm) {
   if (s->batch <= 1 || !s->in_batch)
     frame_begin(s);
   if (s->batch > 1)
-    kwp_sbuf_append(&s->out, s->in_batch ? "," : "[", 1);
-  kwp_consume_record(&s->out, s->topic, s->key_fmt, s->val_fmt, &r);
-  if (s->batch <= 1) {
+    append_str(&s->out, s->in_batch ? s->fmt->batch_sep : s->fmt->batch_open);
+  s->fmt->record(&s->out, &s->opts, &r);
+  if (s->batch <= 1)
     frame_end(s);
-  } else if (++s->in_batch == s->batch) {
-    kwp_sbuf_append(&s->out, "]", 1);
-    frame_end(s);
-    s->in_batch = 0;
-  }
+  else if (++s->in_batch == s->batch)
+    batch_close(s);
   s->drained += rkm->len;
   s->drained_n++;
   s->last_rx = now_ms(s);
@@ -683,14 +671,13 @@ static void topic_gone_checked(void *arg, int partitions) {
  * rather than leave the client waiting, unanswered, on a topic that is
  * gone. */
 static void topic_gone_check(consume_sess_t *s, int again) {
-  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
   if (s->topic_checking || s->state != ST_OPEN)
     return;
   s->topic_checking = 1;
   s->topic_rechecking = again;
   s->refs++;
-  if (kwp_kafka_topic_lookup(ctx->kafka, kwp_worker_loop(s->wk), s->topic,
-                             topic_gone_checked, s) != 0) {
+  if (kwp_kafka_topic_lookup(kwp_worker_kafka(s->wk), kwp_worker_loop(s->wk),
+                             s->topic, topic_gone_checked, s) != 0) {
     s->topic_checking = 0;
     s->refs--;
   }
@@ -859,27 +846,29 @@ void kwp_consume__on_drained(void *arg, int empty) {
 
 /* --- socket callbacks --- */
 
+/* An acknowledgement from the client (autoCommit=false): the record it
+ * names, and everything older of its partition, is committed. */
 static int consume_message(kwp_conn_t *conn, void *state, int opcode,
                            const uint8_t *data, size_t len) {
   consume_sess_t *s = state;
   char id[KWP_PARAM_MAX * 2 + 64];
   const char *why;
   kwp_commit_pos_t pos;
+  kwp_record_ref_t ref;
   if (s->auto_commit)
     return 0; /* as the reference: inbound frames are ignored */
   if (s->in_batch)
     flush(s); /* an open batch frame goes out before the error frame */
   frame_begin(s);
-  if (opcode != KWP_WS_TEXT) {
-    kwp_consume_error(&s->out, KWP_CERR_UNSUPPORTED_FRAME, NULL,
-                      "binary frames are not accepted with socketPayload=json");
-  } else if (kwp_consume_commit_parse((const char *)data, len, id, sizeof(id),
-                                      &why) < 0) {
-    kwp_consume_error(&s->out, KWP_CERR_INVALID_COMMIT, NULL, why);
-  } else if (kwp_commit_take(s->stack, id, strlen(id), &pos) != 0) {
-    kwp_consume_error(&s->out, KWP_CERR_UNKNOWN_ID, id,
-                      "no uncommitted record with this id (already committed, "
-                      "dropped from a full stack, or of a revoked partition)");
+  int err = s->fmt->commit_decode(&s->opts, opcode, data, len, &ref, id,
+                                  sizeof(id), &why);
+  if (err == KWP_EFRAMETYPE || err == KWP_EBADCOMMIT) {
+    s->fmt->error(&s->out, err, NULL, why);
+  } else if (err || kwp_commit_take(s->stack, ref.partition, ref.offset,
+                                    ref.timestamp, &pos) != 0) {
+    s->fmt->error(&s->out, KWP_EUNKNOWNID, id,
+                  "no uncommitted record with this id (already committed, "
+                  "dropped from a full stack, or of a revoked partition)");
   } else {
     s->out.len = s->frame_at; /* no error frame after all */
     commit_send(s, &pos, 1);
@@ -969,7 +958,7 @@ static void commit_wait_over(uv_timer_t *t) {
 
 static void consume_close(kwp_conn_t *conn, void *state) {
   consume_sess_t *s = state;
-  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  kwp_admission_release(kwp_worker_admission(s->wk), s->claim);
   s->claim = NULL; /* the slot is free for another socket of the group */
   if (s->auto_commit)
     commit_written(s, -1);
@@ -998,7 +987,7 @@ static void consume_close(kwp_conn_t *conn, void *state) {
  * consume_close(), after the client's FIN, lost that race. */
 static void consume_closing(kwp_conn_t *conn, void *state) {
   consume_sess_t *s = state;
-  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  kwp_admission_release(kwp_worker_admission(s->wk), s->claim);
   s->claim = NULL;
 }
 

@@ -5,16 +5,14 @@
 #ifndef KWP_CONSUME_INT_H
 #define KWP_CONSUME_INT_H
 
-#include "codec/json/consume.h"
 #include "commit/commit.h"
 #include "commit/gate.h"
 #include "commit/written.h"
-#include "core/endpoint/endpoint.h"
+#include "core/consume/consume.h"
 #include "core/endpoint/params.h"
 #include "core/endpoint/ratelimit.h"
 #include "core/kafka/kbridge.h"
 #include "core/net/worker.h"
-#include "session/session.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
@@ -48,16 +46,16 @@ typedef struct held_rec {
   rd_kafka_event_t *ev;
 } held_rec_t;
 
-typedef struct kwp_consume_sess {
-  kwp_conn_t *conn;    /* NULL once the socket is gone */
-  kwp_upgrade_cb done; /* pending upgrade, until answered */
+typedef struct kwp_consume {
+  kwp_conn_t *conn; /* NULL once the socket is gone */
   kwp_worker_t *wk;
   const kwp_config_t *cfg;
   int refs; /* socket + open handles + destroy work; worker-owned */
   int state;
   char client_id[KWP_PARAM_MAX], group_id[KWP_PARAM_MAX], topic[KWP_PARAM_MAX];
   char reset[KWP_PARAM_MAX], isolation[KWP_PARAM_MAX];
-  kwp_fmt_t key_fmt, val_fmt;
+  const kwp_payload_t *fmt;
+  kwp_payload_opts_t opts;
   int auto_commit;
   int64_t rate, batch;
   rd_kafka_t *rk;
@@ -74,7 +72,7 @@ typedef struct kwp_consume_sess {
   int bridges;         /* bridges still open */
   kwp_commit_t *stack; /* autoCommit=false */
   /* Frames of this drain, headers included, back to back; the open one
-   * starts at frame_at. */
+   * starts at frame_at (kwp_ws_frame_open()). */
   kwp_sbuf_t out;
   size_t frame_at;
   unsigned nframes;
@@ -92,7 +90,7 @@ typedef struct kwp_consume_sess {
   uint64_t topic_recheck_at; /* when to look again (0: no need) */
   kwp_cgate_t *gate;         /* commits in order, one in flight per partition */
   kwp_written_t *written;    /* autoCommit=true */
-  kwp_session_claim_t *claim; /* this socket's place in its group */
+  kwp_claim_handle_t *claim; /* this socket's place in its group */
   rd_kafka_topic_partition_list_t *assigned; /* NULL until the first one */
   rd_kafka_topic_partition_list_t *sought;   /* fetch_restart()'s last seek */
   /* librdkafka < 2.2 only (see fetch_restart()): payload bytes and records

@@ -1,7 +1,8 @@
-/* GET /socket/out, the upgrade: parameters, limits (rate, batch size),
- * admission into the group's session, and the socket's Kafka consumer with
- * small prefetch buffers. Worker thread only. */
+/* The consume path's opening steps: limits (rate, batch size), admission
+ * into the group's session, and the socket's Kafka consumer with small
+ * prefetch buffers. Worker thread only. */
 #include "core/base/error.h"
+#include "core/config/limits.h"
 #include "core/consume/consume_int.h"
 #include "core/kafka/kafka.h"
 
@@ -67,10 +68,9 @@ static void kick_setup(consume_sess_t *s, rd_kafka_conf_t *conf) {
 
 static rd_kafka_t *consumer_create(consume_sess_t *s, char *errbuf,
                                    size_t errlen) {
-  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
   const kwp_props_t *props = &s->cfg->consumer.kafka_client_properties;
-  rd_kafka_conf_t *conf =
-      kwp_kafka_conf_new(ctx->kafka, props, KWP_KAFKA_CONSUMER, errbuf, errlen);
+  rd_kafka_conf_t *conf = kwp_kafka_conf_new(
+      kwp_worker_kafka(s->wk), props, KWP_KAFKA_CONSUMER, errbuf, errlen);
   if (!conf)
     return NULL;
   for (size_t i = 0; i < sizeof(small_buffers) / sizeof(small_buffers[0]); i++)
@@ -138,72 +138,51 @@ static int consumer_start(consume_sess_t *s, char *errbuf, size_t errlen) {
   return -1;
 }
 
-/* --- upgrade validation --- */
+/* --- opening: the upgrade pipeline's steps --- */
 
-static int choice_param(const char *url, const char *name, char *out,
-                        const char *const *allowed, int *err, char *msg,
-                        size_t msglen) {
-  int r = kwp_param(url, name, out, err, msg, msglen);
-  if (r <= 0) {
-    if (r == 0)
-      strcpy(out, allowed[0]);
-    return r;
-  }
-  for (const char *const *a = allowed; *a; a++)
-    if (!strcasecmp(out, *a)) {
-      strcpy(out, *a);
-      return 1;
-    }
-  *err = KWP_EBADREQ;
-  if (!strcmp(name, "isolationLevel"))
-    snprintf(msg, msglen,
-             "Read isolation '%s' is not a valid value. Please use one of "
-             "'read_committed' or 'read_uncommitted'.",
-             out);
-  else
-    snprintf(msg, msglen, "%s is not a valid offset reset strategy", out);
-  return -1;
+kwp_consume_t *kwp_consume_new(kwp_worker_t *wk, const kwp_consume_conf_t *cc) {
+  consume_sess_t *s = calloc(1, sizeof(*s));
+  if (!s)
+    return NULL;
+  s->wk = wk;
+  s->cfg = kwp_worker_cfg(wk);
+  snprintf(s->client_id, sizeof(s->client_id), "%s", cc->client_id);
+  snprintf(s->group_id, sizeof(s->group_id), "%s", cc->group_id);
+  snprintf(s->topic, sizeof(s->topic), "%s", cc->topic);
+  snprintf(s->reset, sizeof(s->reset), "%s", cc->reset);
+  snprintf(s->isolation, sizeof(s->isolation), "%s", cc->isolation);
+  s->fmt = cc->fmt;
+  s->opts = (kwp_payload_opts_t){.topic = s->topic,
+                                 .topic_len = strlen(s->topic),
+                                 .key_fmt = cc->key_fmt,
+                                 .val_fmt = cc->val_fmt};
+  s->auto_commit = cc->auto_commit;
+  s->rate = cc->rate;
+  s->batch = cc->batch;
+  return s;
 }
 
-static int parse_params(consume_sess_t *s, const char *url, int *err, char *msg,
-                        size_t msglen) {
-  static const char *const resets[] = {"earliest", "latest", "none", NULL};
-  static const char *const isolations[] = {"read_uncommitted", "read_committed",
-                                           NULL};
-  s->val_fmt = KWP_FMT_STRING;
-  s->auto_commit = 1;
-  if (kwp_param_required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
-      kwp_param_topic(url, s->topic, err, msg, msglen) < 0 ||
-      kwp_param(url, "groupId", s->group_id, err, msg, msglen) < 0 ||
-      kwp_param_payload(url, err, msg, msglen) < 0 ||
-      kwp_param_format(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||
-      kwp_param_format(url, "valType", &s->val_fmt, err, msg, msglen) < 0 ||
-      choice_param(url, "offsetResetStrategy", s->reset, resets, err, msg,
-                   msglen) < 0 ||
-      choice_param(url, "isolationLevel", s->isolation, isolations, err, msg,
-                   msglen) < 0 ||
-      kwp_param_positive(url, "rate", 1000000000, &s->rate, err, msg, msglen) <
-          0 ||
-      kwp_param_positive(url, "batchSize", 100000, &s->batch, err, msg,
-                         msglen) < 0 ||
-      kwp_param_bool(url, "autoCommit", &s->auto_commit, err, msg, msglen) < 0)
-    return -1;
-  if (!*s->group_id)
-    snprintf(s->group_id, sizeof(s->group_id), "%.*s-group", KWP_PARAM_MAX - 8,
-             s->client_id);
-  return 0;
+const char *kwp_consume_topic(void *state) {
+  return ((consume_sess_t *)state)->topic;
+}
+
+int kwp_consume_admission(void *state, int partitions, kwp_admit_req_t *req) {
+  consume_sess_t *s = state;
+  req->kind = KWP_ADMIT_CONSUMER;
+  req->session = s->group_id;
+  req->instance = s->client_id;
+  req->limit = kwp_limits_consumer_sockets(s->cfg, s->group_id, partitions);
+  return 1;
 }
 
 /* Rate buckets and batch size from the parameters and consumer.limits. */
 static int apply_limits(consume_sess_t *s) {
-  const kwp_limits_t *l = &s->cfg->consumer.limits;
-  const kwp_client_limit_t *g = kwp_limits_find(l, s->group_id);
-  int64_t group_rate = g && g->messages_per_second >= 0
-                           ? g->messages_per_second
-                           : l->default_messages_per_second;
+  int64_t group_rate = kwp_limits_consumer_rate(s->cfg, s->group_id);
   char id[KWP_PARAM_MAX + 32];
   if (!s->batch)
-    s->batch = g && g->batch_size >= 0 ? g->batch_size : l->default_batch_size;
+    s->batch = kwp_limits_consumer_batch(s->cfg, s->group_id);
+  if (!s->fmt->batch_open) /* a format without batches */
+    s->batch = 1;
   if (s->rate > 0) { /* a bucket of this socket's own */
     snprintf(id, sizeof(id), "\x01socket\x01%llu",
              (unsigned long long)kwp_conn_id(s->conn));
@@ -224,8 +203,8 @@ static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
   if (apply_limits(s) != 0 || !(s->gate = kwp_cgate_new()) ||
       (s->auto_commit && !(s->written = kwp_written_new())) ||
       (!s->auto_commit &&
-       !(s->stack = kwp_commit_new(
-             s->topic, (size_t)s->cfg->commit_handler.max_stack_size)))) {
+       !(s->stack =
+             kwp_commit_new((size_t)s->cfg->commit_handler.max_stack_size)))) {
     snprintf(msg, msglen, "Internal server error");
     return KWP_ENOMEM;
   }
@@ -255,79 +234,23 @@ static int sess_init(consume_sess_t *s, char *msg, size_t msglen) {
   return 0;
 }
 
-static void sess_discard(consume_sess_t *s) {
+void kwp_consume_discard(void *state) {
+  consume_sess_t *s = state;
   s->refs = 1;
   kwp_consume__unref(s);
 }
 
-/* Answer the upgrade: the socket, or @p err with @p msg. */
-static void answer(consume_sess_t *s, int err, const char *msg) {
-  kwp_upgrade_cb done = s->done;
-  kwp_conn_t *conn = s->conn;
-  if (err) {
-    sess_discard(s);
-    done(conn, NULL, NULL, err, msg);
-    return;
-  }
-  done(conn, &kwp_consume__handler, s, 0, NULL);
-}
-
-/* The cluster's verdict on this socket joining its group's session. */
-static void admitted(void *arg, int err, const char *message,
-                     kwp_session_claim_t *claim) {
-  consume_sess_t *s = arg;
+void kwp_consume_open(kwp_upgrade_t *up, void *state,
+                      kwp_claim_handle_t *claim) {
+  consume_sess_t *s = state;
   char msg[KWP_PARAM_MAX + 640];
   s->claim = claim;
-  snprintf(msg, sizeof(msg), "%s", message);
-  if (!err)
-    err = sess_init(s, msg, sizeof(msg));
-  answer(s, err, msg);
-}
-
-static void topic_checked(void *arg, int partitions) {
-  consume_sess_t *s = arg;
-  char msg[KWP_PARAM_MAX + 320];
-  int err;
-  if (partitions == KWP_ENOTFOUND) {
-    err = KWP_EBADREQ;
-    snprintf(msg, sizeof(msg), "Topic %s was not found", s->topic);
-  } else if (partitions < 0) {
-    err = KWP_EUNAVAILABLE;
-    snprintf(msg, sizeof(msg), "Kafka cluster is unreachable");
+  s->conn = kwp_upgrade_conn(up);
+  int err = sess_init(s, msg, sizeof(msg));
+  if (err) {
+    kwp_consume_discard(s);
+    kwp_upgrade_refuse(up, err, msg);
   } else {
-    kwp_session_t *ss = kwp_worker_ctx(s->wk)->session;
-    int64_t limit = kwp_session_consumer_limit(s->cfg, s->group_id, partitions);
-    err = kwp_session_admit(ss, s->wk, KWP_SESSION_CONSUMER, s->group_id,
-                            s->client_id, limit, admitted, s);
-    if (!err)
-      return; /* admitted() answers */
-    kwp_session_refusal(ss, err, msg, sizeof(msg));
-  }
-  answer(s, err, msg);
-}
-
-void kwp_consume_upgrade(kwp_conn_t *conn, const char *url,
-                         kwp_upgrade_cb done) {
-  char msg[KWP_PARAM_MAX + 128];
-  int err = KWP_ENOMEM;
-  consume_sess_t *s = calloc(1, sizeof(*s));
-  if (s) {
-    s->wk = kwp_conn_worker(conn);
-    s->cfg = kwp_worker_ctx(s->wk)->cfg;
-    s->conn = conn;
-  }
-  if (!s || parse_params(s, url, &err, msg, sizeof(msg)) != 0) {
-    if (!s)
-      snprintf(msg, sizeof(msg), "Internal server error");
-    free(s);
-    done(conn, NULL, NULL, err, msg);
-    return;
-  }
-  s->done = done;
-  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
-  if (kwp_kafka_topic_lookup(ctx->kafka, kwp_worker_loop(s->wk), s->topic,
-                             topic_checked, s) != 0) {
-    free(s);
-    done(conn, NULL, NULL, KWP_EINTERNAL, "Internal server error");
+    kwp_upgrade_accept(up, &kwp_consume__handler, s);
   }
 }

@@ -11,13 +11,13 @@
 
 int kwp_param(const char *url, const char *name, char *out, int *err, char *msg,
               size_t msglen) {
-  int n = kwp_query_get(url, name, out, KWP_PARAM_MAX);
-  if (n == KWP_EBADREQ) {
+  int r = kwp_query_get(url, name, out, KWP_PARAM_MAX);
+  if (r < 0) {
     *err = KWP_EBADREQ;
     snprintf(msg, msglen, "Request param '%s' is malformed or too long.", name);
     return -1;
   }
-  return n >= 0;
+  return r;
 }
 
 int kwp_param_required(const char *url, const char *name, char *out, int *err,
@@ -75,11 +75,14 @@ int kwp_param_format(const char *url, const char *name, kwp_fmt_t *fmt,
   return 1;
 }
 
-int kwp_param_payload(const char *url, int *err, char *msg, size_t msglen) {
+int kwp_param_payload(const char *url, const kwp_payload_t **fmt, int *err,
+                      char *msg, size_t msglen) {
   char v[KWP_PARAM_MAX];
   int r = kwp_param(url, "socketPayload", v, err, msg, msglen);
-  if (r <= 0 || !strcasecmp(v, "json"))
-    return r < 0 ? -1 : 0;
+  if (r < 0)
+    return -1;
+  if ((*fmt = kwp_payload_find(r ? v : "json")) != NULL)
+    return 0;
   *err = KWP_EBADREQ;
   if (!strcasecmp(v, "avro"))
     snprintf(msg, msglen,

@@ -7,7 +7,7 @@
 #ifndef KWP_PARAMS_H
 #define KWP_PARAMS_H
 
-#include "codec/json/format.h"
+#include "codec/payload.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -33,8 +33,10 @@ int kwp_param_topic(const char *url, char *out, int *err, char *msg,
 int kwp_param_format(const char *url, const char *name, kwp_fmt_t *fmt,
                      int *err, char *msg, size_t msglen);
 
-/** `socketPayload`: only json today. @returns 0, or -1 on error. */
-int kwp_param_payload(const char *url, int *err, char *msg, size_t msglen);
+/** `socketPayload`: the socket's payload format (json when absent).
+ * @returns 0, or -1 on error. */
+int kwp_param_payload(const char *url, const kwp_payload_t **fmt, int *err,
+                      char *msg, size_t msglen);
 
 /** A boolean; @p out untouched when absent. */
 int kwp_param_bool(const char *url, const char *name, int *out, int *err,

@@ -222,6 +222,28 @@ fail:
   return NULL;
 }
 
+int kwp_kafka_err(rd_kafka_resp_err_t err) {
+  switch (err) {
+  case RD_KAFKA_RESP_ERR_NO_ERROR:
+    return 0;
+  case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    return KWP_EDELIVERYTIMEOUT;
+  case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    return KWP_EMSGSIZE;
+  case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+  case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+  case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    return KWP_ENOTOPIC;
+  case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+  case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+    return KWP_ENOTDELIVERED;
+  case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+    return KWP_EBUSY;
+  default:
+    return KWP_EKAFKA;
+  }
+}
+
 struct rd_kafka_mock_cluster_s *kwp_kafka_mock_cluster(kwp_kafka_t *kafka) {
   return kafka->mcluster;
 }

@@ -83,6 +83,13 @@ int kwp_kafka_topic_lookup(kwp_kafka_t *kafka, uv_loop_t *loop,
  */
 uint64_t kwp_kafka_refreshes(kwp_kafka_t *kafka);
 
+/**
+ * The one place librdkafka's error codes become ours: 0, or a KWP_E* (e.g.
+ * KWP_EDELIVERYTIMEOUT, KWP_EBUSY; KWP_EKAFKA for the rest). Callers keep
+ * librdkafka's code for its text (rd_kafka_err2str()). @locality any thread
+ */
+int kwp_kafka_err(rd_kafka_resp_err_t err);
+
 /** The dev-mode in-process cluster (NULL outside dev mode). */
 struct rd_kafka_mock_cluster_s *kwp_kafka_mock_cluster(kwp_kafka_t *kafka);
 

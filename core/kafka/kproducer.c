@@ -142,23 +142,53 @@ static void kp_free(void *arg) {
 
 static const kwp_worker_service_t kp_service = {kp_stop, kp_free};
 
+rd_kafka_conf_t *kwp_kproducer_conf_new(kwp_worker_t *wk, const char *client_id,
+                                        char *errbuf, size_t errlen) {
+  const kwp_config_t *cfg = kwp_worker_cfg(wk);
+  rd_kafka_conf_t *conf = kwp_kafka_conf_new(
+      kwp_worker_kafka(wk), &cfg->producer.kafka_client_properties,
+      KWP_KAFKA_PRODUCER, errbuf, errlen);
+  if (conf &&
+      (rd_kafka_conf_set(conf, "enable.idempotence", "true", errbuf, errlen) ||
+       rd_kafka_conf_set(conf, "acks", "all", errbuf, errlen) ||
+       rd_kafka_conf_set(conf, "compression.type",
+                         cfg->producer.compression_type, errbuf, errlen) ||
+       rd_kafka_conf_set(conf, "client.id", client_id, errbuf, errlen))) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  return conf;
+}
+
+int kwp_kproducer__produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
+                           const char *topic, const kwp_krec_t *r,
+                           int64_t timestamp, void *opaque,
+                           rd_kafka_resp_err_t *kerr) {
+  /* By handle or by name; the rest is the same record. */
+#define KWP_RECORD_ARGS                                                        \
+  RD_KAFKA_V_PARTITION(r->partition), RD_KAFKA_V_KEY(r->key, r->key_len),      \
+      RD_KAFKA_V_VALUE((void *)r->value, r->value_len),                        \
+      RD_KAFKA_V_HEADERS(r->hdrs), RD_KAFKA_V_TIMESTAMP(timestamp),            \
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque),     \
+      RD_KAFKA_V_END
+  if (rkt)
+    *kerr = rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), KWP_RECORD_ARGS);
+  else
+    *kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), KWP_RECORD_ARGS);
+#undef KWP_RECORD_ARGS
+  return kwp_kafka_err(*kerr);
+}
+
 static rd_kafka_t *kp_create(kwp_worker_t *wk, char *errbuf, size_t errlen) {
-  kwp_ctx_t *ctx = kwp_worker_ctx(wk);
-  const kwp_config_t *cfg = ctx->cfg;
+  const kwp_config_t *cfg = kwp_worker_cfg(wk);
   char num[32];
   rd_kafka_conf_t *conf =
-      kwp_kafka_conf_new(ctx->kafka, &cfg->producer.kafka_client_properties,
-                         KWP_KAFKA_PRODUCER, errbuf, errlen);
+      kwp_kproducer_conf_new(wk, "kafka-ws-proxy", errbuf, errlen);
   if (!conf)
     return NULL;
   snprintf(num, sizeof(num), "%lld",
            (long long)cfg->producer.delivery_timeout_ms);
-  if (rd_kafka_conf_set(conf, "enable.idempotence", "true", errbuf, errlen) ||
-      rd_kafka_conf_set(conf, "acks", "all", errbuf, errlen) ||
-      rd_kafka_conf_set(conf, "delivery.timeout.ms", num, errbuf, errlen) ||
-      rd_kafka_conf_set(conf, "compression.type",
-                        cfg->producer.compression_type, errbuf, errlen) ||
-      rd_kafka_conf_set(conf, "client.id", "kafka-ws-proxy", errbuf, errlen)) {
+  if (rd_kafka_conf_set(conf, "delivery.timeout.ms", num, errbuf, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;
   }
@@ -205,16 +235,11 @@ kwp_kproducer_t *kwp_kproducer_get(kwp_worker_t *wk, char *errbuf,
 }
 
 int kwp_kproducer_send(kwp_kproducer_t *kp, rd_kafka_topic_t *rkt,
-                       const void *key, size_t key_len, const void *value,
-                       size_t value_len, rd_kafka_headers_t *hdrs,
-                       kwp_delivery_t *dv) {
-  rd_kafka_resp_err_t err = rd_kafka_producev(
-      kp->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
-      RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(hdrs),
-      RD_KAFKA_V_TIMESTAMP(kwp_worker_wall_ms(kp->wk)),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(dv),
-      RD_KAFKA_V_END);
+                       const kwp_krec_t *r, kwp_delivery_t *dv,
+                       rd_kafka_resp_err_t *kerr) {
+  int err = kwp_kproducer__produce(kp->rk, rkt, NULL, r,
+                                   kwp_worker_wall_ms(kp->wk), dv, kerr);
   if (err == 0)
     kp->outstanding++;
-  return (int)err;
+  return err;
 }

@@ -49,16 +49,43 @@ kwp_kproducer_t *kwp_kproducer_get(kwp_worker_t *wk, char *errbuf,
  */
 rd_kafka_topic_t *kwp_kproducer_topic(kwp_kproducer_t *kp, const char *name);
 
+/* One record to produce: views, copied by librdkafka; @p hdrs (may be
+ * NULL) passes to librdkafka when the record is accepted. */
+typedef struct kwp_krec {
+  int32_t partition; /* RD_KAFKA_PARTITION_UA: the partitioner's choice */
+  const void *key;   /* NULL: no key */
+  size_t key_len;
+  const void *value; /* NULL: a tombstone */
+  size_t value_len;
+  rd_kafka_headers_t *hdrs;
+} kwp_krec_t;
+
 /**
- * Produce one record to @p rkt, a handle of this producer (payloads are
- * copied by librdkafka). On success @p dv's
+ * Produce @p r to @p rkt, a handle of this producer. On success @p dv's
  * done() runs exactly once, later, on the loop.
- * @returns 0, or an rd_kafka_resp_err_t (e.g. RD_KAFKA_RESP_ERR__QUEUE_FULL)
- * when the record was not accepted (then done() is not called).
+ * @returns 0, or a KWP_E* (kwp_kafka_err(), e.g. KWP_EBUSY) when the record
+ * was not accepted, with librdkafka's code in @p kerr (then done() is not
+ * called and the headers still belong to the caller).
  */
 int kwp_kproducer_send(kwp_kproducer_t *kp, rd_kafka_topic_t *rkt,
-                       const void *key, size_t key_len, const void *value,
-                       size_t value_len, rd_kafka_headers_t *hdrs,
-                       kwp_delivery_t *dv);
+                       const kwp_krec_t *r, kwp_delivery_t *dv,
+                       rd_kafka_resp_err_t *kerr);
+
+/**
+ * A producer configuration every producer of the proxy starts from: the
+ * user's producer.kafka-client-properties, then idempotence, acks=all,
+ * producer.compression-type and @p client_id. @locality @p wk's thread
+ * @returns the conf (the caller owns it), or NULL with @p errbuf filled.
+ */
+rd_kafka_conf_t *kwp_kproducer_conf_new(kwp_worker_t *wk, const char *client_id,
+                                        char *errbuf, size_t errlen);
+
+/* The one rd_kafka_producev() call of the proxy's record producers (to
+ * @p rkt, or by name to @p topic when @p rkt is NULL), for kproducer.c and
+ * txproducer.c. @returns kwp_kafka_err() of librdkafka's @p kerr. */
+int kwp_kproducer__produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
+                           const char *topic, const kwp_krec_t *r,
+                           int64_t timestamp, void *opaque,
+                           rd_kafka_resp_err_t *kerr);
 
 #endif

@@ -205,18 +205,10 @@ static int tx_start(kwp_txproducer_t *tx, int op, kwp_tx_cb cb, void *arg) {
 
 static rd_kafka_t *tx_create(kwp_worker_t *wk, const char *txn_id, char *errbuf,
                              size_t errlen) {
-  kwp_ctx_t *ctx = kwp_worker_ctx(wk);
-  rd_kafka_conf_t *conf = kwp_kafka_conf_new(
-      ctx->kafka, &ctx->cfg->producer.kafka_client_properties,
-      KWP_KAFKA_PRODUCER, errbuf, errlen);
+  rd_kafka_conf_t *conf = kwp_kproducer_conf_new(wk, txn_id, errbuf, errlen);
   if (!conf)
     return NULL;
-  if (rd_kafka_conf_set(conf, "transactional.id", txn_id, errbuf, errlen) ||
-      rd_kafka_conf_set(conf, "enable.idempotence", "true", errbuf, errlen) ||
-      rd_kafka_conf_set(conf, "acks", "all", errbuf, errlen) ||
-      rd_kafka_conf_set(conf, "compression.type",
-                        ctx->cfg->producer.compression_type, errbuf, errlen) ||
-      rd_kafka_conf_set(conf, "client.id", txn_id, errbuf, errlen)) {
+  if (rd_kafka_conf_set(conf, "transactional.id", txn_id, errbuf, errlen)) {
     rd_kafka_conf_destroy(conf);
     return NULL;
   }
@@ -298,26 +290,23 @@ kwp_txproducer_t *kwp_txproducer_open(kwp_worker_t *wk, const char *txn_id,
 }
 
 int kwp_txproducer_send(kwp_txproducer_t *tx, const char *topic,
-                        const void *key, size_t key_len, const void *value,
-                        size_t value_len, rd_kafka_headers_t *hdrs,
-                        kwp_delivery_t *dv) {
+                        const kwp_krec_t *r, kwp_delivery_t *dv,
+                        rd_kafka_resp_err_t *kerr) {
+  *kerr = RD_KAFKA_RESP_ERR__STATE;
   if (tx->failed || tx->busy)
-    return RD_KAFKA_RESP_ERR__STATE;
+    return KWP_EKAFKA;
   if (!tx->in_txn) {
     rd_kafka_error_t *e = rd_kafka_begin_transaction(tx->rk);
     if (e) {
-      int code = rd_kafka_error_code(e);
+      if (rd_kafka_error_code(e))
+        *kerr = rd_kafka_error_code(e);
       rd_kafka_error_destroy(e);
-      return code ? code : RD_KAFKA_RESP_ERR__STATE;
+      return kwp_kafka_err(*kerr);
     }
     tx->in_txn = 1;
   }
-  return (int)rd_kafka_producev(
-      tx->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-      RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(hdrs),
-      RD_KAFKA_V_TIMESTAMP(kwp_worker_wall_ms(tx->wk)),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(dv),
-      RD_KAFKA_V_END);
+  return kwp_kproducer__produce(tx->rk, NULL, topic, r,
+                                kwp_worker_wall_ms(tx->wk), dv, kerr);
 }
 
 int kwp_txproducer_commit(kwp_txproducer_t *tx, kwp_tx_cb cb, void *arg) {

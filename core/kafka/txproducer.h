@@ -26,12 +26,12 @@ kwp_txproducer_t *kwp_txproducer_open(kwp_worker_t *wk, const char *txn_id,
 
 /**
  * Produce one record inside the current transaction (begun on first use).
- * @returns 0, or an rd_kafka_resp_err_t (then @p dv's done() is not called).
+ * @returns 0, or a KWP_E* with librdkafka's code in @p kerr (then @p dv's
+ * done() is not called and @p hdrs still belongs to the caller).
  */
 int kwp_txproducer_send(kwp_txproducer_t *tx, const char *topic,
-                        const void *key, size_t key_len, const void *value,
-                        size_t value_len, rd_kafka_headers_t *hdrs,
-                        kwp_delivery_t *dv);
+                        const kwp_krec_t *r, kwp_delivery_t *dv,
+                        rd_kafka_resp_err_t *kerr);
 
 /**
  * Commit the open transaction (aborting it when the commit fails); every

@@ -2,6 +2,7 @@
  * timer (request/idle timeouts, WebSocket keep-alive) and the WebSocket
  * message layer. Runs on the owning worker's thread only. */
 #include "core/net/conn_int.h"
+#include "core/net/ctx_int.h"
 
 #include "core/base/error.h"
 #include "core/base/log.h"
@@ -87,7 +88,7 @@ kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd, int over) {
     /* uv_tcp_init cannot fail on a valid loop; a bad fd is closed here. */
     close(fd);
     free(conn);
-    atomic_fetch_sub(conn_count(kwp_worker_ctx(wk), over), 1);
+    atomic_fetch_sub(conn_count(kwp_worker__ctx(wk), over), 1);
     return NULL;
   }
   conn->refused = over;
@@ -95,7 +96,7 @@ kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd, int over) {
   conn->tcp.data = conn->timer.data = conn;
   conn->refs = 2; /* the two handles */
   conn->wk = wk;
-  conn->ctx = kwp_worker_ctx(wk);
+  conn->ctx = kwp_worker__ctx(wk);
   conn->cfg = conn->ctx->cfg;
   conn->id = atomic_fetch_add(&conn->ctx->next_conn_id, 1);
   conn->t_activity = conn->t_rx = conn->t_tx = conn->t_req_start = uv_now(loop);

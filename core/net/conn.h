@@ -104,6 +104,19 @@ void kwp_conn_unref(kwp_conn_t *conn);
 /** 1 once the connection is closing (its callbacks should do nothing). */
 int kwp_conn_closing(const kwp_conn_t *conn);
 
+/** The worker @p conn belongs to (for its endpoint's services). */
+struct kwp_worker *kwp_conn_worker(kwp_conn_t *conn);
+
+/**
+ * Answer the WebSocket upgrade the router started (it paused reading and
+ * holds a reference, both ended here): 101 and the socket to @p h with
+ * @p state, or (@p h NULL) the HTTP status of @p err with a JSON
+ * {"message": @p message} body. When the client has gone meanwhile, @p h's
+ * close() frees @p state.
+ */
+void kwp_conn_upgrade_answer(kwp_conn_t *conn, const kwp_ws_handler_t *h,
+                             void *state, int err, const char *message);
+
 /** Connection id and peer address, for log lines. */
 uint64_t kwp_conn_id(const kwp_conn_t *conn);
 const char *kwp_conn_peer(const kwp_conn_t *conn);

@@ -103,5 +103,6 @@ void kwp_routes__dispatch(kwp_conn_t *conn, int upgrade);
 void kwp_worker__add(kwp_worker_t *wk, kwp_conn_t *conn);
 void kwp_worker__remove(kwp_worker_t *wk, kwp_conn_t *conn);
 uint8_t *kwp_worker__scratch(kwp_worker_t *wk, size_t *len);
+kwp_ctx_t *kwp_worker__ctx(kwp_worker_t *wk);
 
 #endif

@@ -20,6 +20,10 @@ static const char *status_text(int status) {
     return "OK";
   case 400:
     return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
   case 404:
     return "Not Found";
   case 405:
@@ -292,6 +296,33 @@ void kwp_http__response_done(kwp_conn_t *conn) {
     kwp_conn__finish(conn);
   kwp_conn__timer_arm(conn);
   kwp_conn_resume(conn, KWP_PAUSE_ASYNC);
+}
+
+void kwp_conn_upgrade_answer(kwp_conn_t *conn, const kwp_ws_handler_t *h,
+                             void *state, int err, const char *message) {
+  char head[256];
+  if (conn->closing) {
+    if (h && h->close)
+      h->close(conn, state);
+  } else if (!h) {
+    kwp_http__error(conn, err, message, NULL);
+  } else {
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n\r\n",
+                     conn->ws_accept);
+    uv_buf_t b = uv_buf_init(head, (unsigned)n);
+    conn->close_after_write = 0;
+    kwp_conn__write(conn, &b, 1);
+    conn->hstate = state;
+    kwp_conn__ws_start(conn, h);
+  }
+  if (!conn->closing) {
+    kwp_conn__timer_arm(conn);
+    kwp_conn_resume(conn, KWP_PAUSE_ASYNC);
+  }
+  kwp_conn_unref(conn);
 }
 
 /* --- parsing --- */

@@ -41,14 +41,16 @@ static int decode(const char *s, size_t len, char *out, size_t outlen) {
   kwp_utf8_t u = {0};
   if (kwp_utf8_feed(&u, (const uint8_t *)out, o) || !kwp_utf8_complete(&u))
     return KWP_EBADREQ;
-  return (int)o;
+  return 1;
 }
 
 int kwp_query_get(const char *url, const char *name, char *out, size_t outlen) {
   const char *q = strchr(url, '?');
   size_t nlen = strlen(name);
+  if (outlen)
+    *out = 0;
   if (!q)
-    return -1;
+    return 0;
   for (const char *p = q + 1; *p && *p != '#';) {
     size_t plen = strcspn(p, "&#");
     const char *eq = memchr(p, '=', plen);
@@ -60,7 +62,7 @@ int kwp_query_get(const char *url, const char *name, char *out, size_t outlen) {
     if (*p == '&')
       p++;
   }
-  return -1;
+  return 0;
 }
 
 int kwp_query_bool(const char *s) {

@@ -10,8 +10,9 @@
 /**
  * Find parameter @p name in @p url's query and percent-decode its value
  * ('+' is a space) into @p out (NUL-terminated).
- * @returns the decoded length; -1 when absent; KWP_EBADREQ when the value is
- * malformed (bad escape, NUL) or longer than @p outlen - 1.
+ * @returns 1 when present (an empty value is present), 0 when absent (@p out
+ * is then ""), or KWP_EBADREQ when the value is malformed (bad escape, NUL,
+ * not UTF-8) or longer than @p outlen - 1.
  */
 int kwp_query_get(const char *url, const char *name, char *out, size_t outlen);
 

@@ -1,26 +1,25 @@
-/* The route table and the endpoints of this version: health, cluster info,
- * the diagnostic echo WebSocket, and the WebSocket upgrade checks every
- * WebSocket endpoint shares. Worker thread. */
+/* The router: the plain HTTP endpoints (health, readiness, cluster info),
+ * then the WebSocket endpoints of every dialect (core/dialect/registry.c),
+ * whose upgrades pass the checks here before the upgrade pipeline
+ * (core/endpoint/endpoint.h). Worker thread. */
 #include "core/net/conn_int.h"
 
 #include "core/base/error.h"
 #include "core/base/log.h"
+#include "core/dialect/dialect.h"
 #include "core/endpoint/endpoint.h"
 #include "core/kafka/kafka.h"
-#include "session/session.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define ALLOW_GET "Allow: GET, HEAD\r\n"
 
+/* A plain HTTP endpoint, or (http NULL) a WebSocket one. */
 typedef struct route {
   const char *path;
-  /* Plain HTTP endpoint, or NULL for a WebSocket endpoint. */
   void (*http)(kwp_conn_t *conn);
-  /* WebSocket endpoint: validates the upgrade, then answers through a
-   * kwp_upgrade_cb (see core/endpoint/endpoint.h). */
-  kwp_endpoint_fn ws;
+  const kwp_endpoint_t *ws;
 } route_t;
 
 /* --- /healthcheck --- */
@@ -33,15 +32,13 @@ static void route_health(kwp_conn_t *conn) {
 /* --- /ready: readiness for load balancers and Kubernetes --- */
 
 static void route_ready(kwp_conn_t *conn) {
-  kwp_session_t *ss = conn->ctx->session;
+  const kwp_admission_t *adm = kwp_worker_admission(conn->wk);
   char body[256];
-  size_t sessions;
-  int64_t log_time;
-  int ready = kwp_session_ready(ss);
-  kwp_session_stats(ss, &sessions, &log_time);
+  int ready = adm->ready(adm->impl);
   int n = snprintf(body, sizeof(body),
                    "{\"ready\":%s,\"status\":\"%s\",\"sessions\":%zu}",
-                   ready ? "true" : "false", kwp_session_status(ss), sessions);
+                   ready ? "true" : "false", adm->status(adm->impl),
+                   adm->sessions(adm->impl));
   kwp_http__respond(conn, ready ? 200 : 503, NULL, body, (size_t)n);
 }
 
@@ -67,8 +64,9 @@ static void cluster_info_done(void *arg, int status, char *json) {
 static void route_cluster_info(kwp_conn_t *conn) {
   kwp_conn_pause(conn, KWP_PAUSE_ASYNC);
   kwp_conn_ref(conn);
-  int rc = kwp_kafka_cluster_info(conn->ctx->kafka, kwp_worker_loop(conn->wk),
-                                  cluster_info_done, conn);
+  int rc = kwp_kafka_cluster_info(kwp_worker_kafka(conn->wk),
+                                  kwp_worker_loop(conn->wk), cluster_info_done,
+                                  conn);
   if (rc != 0) {
     kwp_conn_unref(conn);
     kwp_http__error(conn, KWP_EINTERNAL, "Internal server error", NULL);
@@ -76,45 +74,25 @@ static void route_cluster_info(kwp_conn_t *conn) {
   }
 }
 
-/* --- /echo: every message back, unchanged --- */
-
-static int echo_message(kwp_conn_t *conn, void *state, int opcode,
-                        const uint8_t *data, size_t len) {
-  int rc = kwp_conn_ws_send(conn, opcode, data, len);
-  return rc == KWP_EBACKPRESSURE || rc == UV_ECANCELED ? 0 : rc;
-}
-
-static const kwp_ws_handler_t echo_handler = {
-    .name = "echo",
-    .message = echo_message,
-};
-
-static void route_echo(kwp_conn_t *conn, const char *url, kwp_upgrade_cb done) {
-  done(conn, &echo_handler, NULL, 0, NULL);
-}
-
 static const route_t routes[] = {
     {"/healthcheck", route_health, NULL},
     {"/ready", route_ready, NULL},
     {"/kafka/cluster/info", route_cluster_info, NULL},
     {"/admin/kafka/info", route_cluster_info, NULL},
-    {"/echo", NULL, route_echo},
-    {"/socket/in", NULL, kwp_produce_upgrade},
-    {"/socket/out", NULL, kwp_consume_upgrade},
 };
 
-static const route_t *route_find(kwp_conn_t *conn) {
+static int route_find(kwp_conn_t *conn, route_t *out) {
   const char *url = conn->req.url ? conn->req.url : "";
   size_t n = strcspn(url, "?#");
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
     if (strlen(routes[i].path) == n && !strncmp(routes[i].path, url, n)) {
-      if (routes[i].ws == route_echo &&
-          !conn->cfg->server.echo_endpoint_enabled)
-        return NULL;
-      return &routes[i];
+      *out = routes[i];
+      return 1;
     }
   }
-  return NULL;
+  out->http = NULL;
+  out->ws = kwp_dialect_find(url, n, conn->cfg);
+  return out->ws != NULL;
 }
 
 /* --- WebSocket upgrade (RFC 6455 section 4.2) --- */
@@ -152,44 +130,18 @@ static int upgrade_check(kwp_conn_t *conn, char *accept) {
   return 0;
 }
 
-/* The endpoint's answer: 101 and the WebSocket, or an HTTP error. */
-static void upgrade_done(kwp_conn_t *conn, const kwp_ws_handler_t *h,
-                         void *state, int err, const char *message) {
-  char head[256];
-  if (conn->closing) {
-    if (h && h->close)
-      h->close(conn, state);
-  } else if (!h) {
-    kwp_http__error(conn, err, message, NULL);
-  } else {
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n\r\n",
-                     conn->ws_accept);
-    uv_buf_t b = uv_buf_init(head, (unsigned)n);
-    conn->close_after_write = 0;
-    kwp_conn__write(conn, &b, 1);
-    conn->hstate = state;
-    kwp_conn__ws_start(conn, h);
-  }
-  if (!conn->closing) {
-    kwp_conn__timer_arm(conn);
-    kwp_conn_resume(conn, KWP_PAUSE_ASYNC);
-  }
-  kwp_conn_unref(conn);
-}
-
 static void route_upgrade(kwp_conn_t *conn, const route_t *rt) {
   if (upgrade_check(conn, conn->ws_accept) != 0)
     return;
+  /* kwp_conn_upgrade_answer() ends both. */
   kwp_conn_pause(conn, KWP_PAUSE_ASYNC);
   kwp_conn_ref(conn);
-  rt->ws(conn, conn->req.url, upgrade_done);
+  kwp_upgrade_start(conn, rt->ws, conn->req.url);
 }
 
 void kwp_routes__dispatch(kwp_conn_t *conn, int upgrade) {
-  const route_t *rt = route_find(conn);
+  route_t found;
+  const route_t *rt = route_find(conn, &found) ? &found : NULL;
   int method = conn->req.method;
   /* After an upgrade request the byte stream is no longer HTTP: whatever we
    * answer (other than 101), the connection ends with it. */

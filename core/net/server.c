@@ -3,6 +3,8 @@
  * and shut the workers down gracefully. */
 #include "core/net/server.h"
 
+#include "core/net/ctx_int.h"
+
 #include "core/base/error.h"
 #include "core/base/log.h"
 #include "core/net/worker.h"
@@ -183,6 +185,30 @@ static int server_workers(kwp_server_t *srv, char *errbuf, size_t errlen) {
     srv->nworkers++;
   }
   return srv->workers ? 0 : -1;
+}
+
+kwp_ctx_t *kwp_ctx_new(const kwp_config_t *cfg, kwp_kafka_t *kafka,
+                       const kwp_admission_t *admission) {
+  kwp_ctx_t *ctx = calloc(1, sizeof(*ctx));
+  if (!ctx)
+    return NULL;
+  ctx->cfg = cfg;
+  ctx->kafka = kafka;
+  ctx->admission = admission;
+  atomic_init(&ctx->open_conns, 0);
+  atomic_init(&ctx->refused_conns, 0);
+  atomic_init(&ctx->next_conn_id, 1);
+  uv_mutex_init(&ctx->done_lock);
+  uv_cond_init(&ctx->done_cond);
+  return ctx;
+}
+
+void kwp_ctx_free(kwp_ctx_t *ctx) {
+  if (!ctx)
+    return;
+  uv_cond_destroy(&ctx->done_cond);
+  uv_mutex_destroy(&ctx->done_lock);
+  free(ctx);
 }
 
 kwp_server_t *kwp_server_new(kwp_ctx_t *ctx, char *errbuf, size_t errlen) {

@@ -8,22 +8,22 @@
 #define KWP_SERVER_H
 
 #include "core/config/config.h"
+#include "core/endpoint/admission.h"
 #include "core/kafka/kafka.h"
 
-#include <stdatomic.h>
+/* What every thread shares, read-mostly: the configuration, the Kafka
+ * context, the admission step and the connection counters. Outlives the
+ * workers. */
+typedef struct kwp_ctx kwp_ctx_t;
 
-/* Read-mostly state shared by every thread; outlives the workers. */
-typedef struct kwp_ctx {
-  const kwp_config_t *cfg;
-  kwp_kafka_t *kafka;
-  struct kwp_session *session; /* cluster-wide session state */
-  atomic_size_t open_conns;    /* admitted (under the limit), not yet freed */
-  atomic_size_t refused_conns; /* being answered 503, not yet freed */
-  atomic_uint_fast64_t next_conn_id;
-  uv_mutex_t done_lock; /* guards workers_done; signalled through done_cond */
-  uv_cond_t done_cond;
-  int workers_done;
-} kwp_ctx_t;
+/**
+ * A context for the server; the pointers are borrowed and must outlive it.
+ * @locality main thread  @returns the context, or NULL when out of memory.
+ */
+kwp_ctx_t *kwp_ctx_new(const kwp_config_t *cfg, kwp_kafka_t *kafka,
+                       const kwp_admission_t *admission);
+/** Free a context once the server is gone. @locality main thread */
+void kwp_ctx_free(kwp_ctx_t *ctx);
 
 typedef struct kwp_server kwp_server_t;
 

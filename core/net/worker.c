@@ -6,6 +6,7 @@
 #include "core/base/error.h"
 #include "core/base/log.h"
 #include "core/net/conn_int.h"
+#include "core/net/ctx_int.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -50,8 +51,20 @@ uv_loop_t *kwp_worker_loop(kwp_worker_t *wk) {
   return &wk->loop;
 }
 
-kwp_ctx_t *kwp_worker_ctx(kwp_worker_t *wk) {
+kwp_ctx_t *kwp_worker__ctx(kwp_worker_t *wk) {
   return wk->ctx;
+}
+
+const kwp_config_t *kwp_worker_cfg(const kwp_worker_t *wk) {
+  return wk->ctx->cfg;
+}
+
+kwp_kafka_t *kwp_worker_kafka(const kwp_worker_t *wk) {
+  return wk->ctx->kafka;
+}
+
+const kwp_admission_t *kwp_worker_admission(const kwp_worker_t *wk) {
+  return wk->ctx->admission;
 }
 
 /* librdkafka reads the wall clock for every record it is not given a

@@ -65,7 +65,10 @@ uint64_t kwp_worker_grace_left(kwp_worker_t *wk);
 
 /* Accessors for code running on the worker's own thread. */
 uv_loop_t *kwp_worker_loop(kwp_worker_t *wk);
-kwp_ctx_t *kwp_worker_ctx(kwp_worker_t *wk);
+/* What the worker shares with every thread (read-only, outlive it). */
+const kwp_config_t *kwp_worker_cfg(const kwp_worker_t *wk);
+kwp_kafka_t *kwp_worker_kafka(const kwp_worker_t *wk);
+const kwp_admission_t *kwp_worker_admission(const kwp_worker_t *wk);
 /** Wall-clock ms (Unix epoch), read at most once per loop tick: the
  * CreateTime of the records this tick produces. @locality the worker's thread
  */

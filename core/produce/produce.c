@@ -1,21 +1,22 @@
-/* GET /socket/in: the JSON producer endpoint. Validates the upgrade, then
- * turns each text message into a Kafka record on the worker's shared
- * producer and answers with exactly one result frame per message, in input
- * order, after Kafka acknowledged it. In-flight records are bounded per
- * socket (reading pauses when full). Worker thread only. */
-#include "codec/json/produce.h"
-#include "codec/json/consume.h"
+/* The produce path of a producer socket: each client message, decoded by
+ * the socket's payload format (codec/payload.h), becomes a Kafka record on
+ * the worker's shared producer (or the socket's transactional one), and
+ * gets exactly one result, in input order, after Kafka acknowledged it.
+ * In-flight records are bounded per socket (reading pauses when full), as
+ * is the client's rate; SIGTERM lets what is in flight finish. No wire
+ * format here. Worker thread only. */
+#include "core/produce/produce.h"
+
 #include "codec/ws/ws.h"
 #include "core/base/error.h"
 #include "core/base/log.h"
-#include "core/endpoint/endpoint.h"
+#include "core/base/sbuf.h"
+#include "core/config/limits.h"
 #include "core/endpoint/params.h"
 #include "core/endpoint/ratelimit.h"
 #include "core/kafka/kafka.h"
 #include "core/kafka/kproducer.h"
 #include "core/kafka/txproducer.h"
-#include "core/net/query.h"
-#include "session/session.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -23,37 +24,40 @@
 
 #define PARAM_MAX KWP_PARAM_MAX
 
-typedef struct produce_sess produce_sess_t;
+typedef struct kwp_produce produce_sess_t;
 
 #define SLOT_ID_INLINE 40
 
 typedef struct produce_slot {
   kwp_delivery_t dv; /* first: the delivery report finds the slot */
   produce_sess_t *sess;
-  char *result;  /* an error frame; a success frame is built when sent */
-  char *id_heap; /* the client's messageId when longer than id_inline */
+  char *message; /* err: what happened (malloc'd; NULL: its strerror) */
+  char *id_heap; /* the record's tag when longer than id_inline */
   size_t bytes, id_len;
   int64_t offset, timestamp;
   int32_t partition;
-  uint8_t done, ok, has_id;
+  int err; /* 0, or the KWP_E* of its result */
+  uint8_t done, has_id;
   uint8_t in_txn; /* held back until its transaction commits */
   char id_inline[SLOT_ID_INLINE];
 } produce_slot_t;
 
-struct produce_sess {
-  kwp_conn_t *conn;           /* NULL once the socket is gone */
-  kwp_session_claim_t *claim; /* producer sessions: this instance's place */
-  kwp_upgrade_cb done;        /* pending upgrade, until answered */
-  int refs;                   /* socket + records in flight + open timer; plain
-                                 int: only the owning worker touches it */
+struct kwp_produce {
+  kwp_conn_t *conn;          /* NULL once the socket is gone */
+  kwp_claim_handle_t *claim; /* producer sessions: this instance's place */
+  kwp_upgrade_t *up;         /* pending upgrade, until answered */
+  int refs;                  /* socket + records in flight + open timer; plain
+                                int: only the owning worker touches it */
   kwp_worker_t *wk;
+  const kwp_config_t *cfg;
   kwp_kproducer_t *kp;
   rd_kafka_topic_t *rkt; /* kp's handle of topic */
   char client_id[PARAM_MAX], topic[PARAM_MAX], instance_id[PARAM_MAX];
-  size_t topic_len;
+  const kwp_payload_t *fmt;
+  kwp_payload_opts_t opts;
   kwp_sbuf_t out;             /* the result frames of one flush */
   kwp_after_batch_t flush_ab; /* one flush per batch of delivery reports */
-  kwp_fmt_t key_fmt, val_fmt;
+  produce_slot_t *cur;        /* the slot of the message being decoded */
   produce_slot_t *ring;
   size_t cap, head, count, bytes, max_bytes;
   kwp_rate_t *rate;
@@ -70,12 +74,12 @@ static void sess_unref(produce_sess_t *s) {
   if (--s->refs > 0)
     return;
   for (size_t i = 0; i < s->count; i++) {
-    free(s->ring[(s->head + i) % s->cap].result);
+    free(s->ring[(s->head + i) % s->cap].message);
     free(s->ring[(s->head + i) % s->cap].id_heap);
   }
   if (s->rate)
     kwp_rate_release(s->rate);
-  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  kwp_admission_release(kwp_worker_admission(s->wk), s->claim);
   kwp_sbuf_free(&s->out);
   free(s->ring);
   free(s);
@@ -87,43 +91,42 @@ static const char *slot_id(const produce_slot_t *slot) {
   return slot->id_heap ? slot->id_heap : slot->id_inline;
 }
 
-/* Keep the client's messageId (its JSON text) until the result is sent. */
-static void slot_set_id(produce_slot_t *slot, kwp_slice_t id) {
+/* Keep the record's tag (the client's id) until the result is sent. */
+static void slot_set_id(produce_slot_t *slot, const char *tag, size_t len) {
   char *d = slot->id_inline;
-  if (!id.ptr)
+  if (!tag)
     return;
-  if (id.len > SLOT_ID_INLINE && !(d = slot->id_heap = malloc(id.len)))
-    return; /* out of memory: the result says null */
-  memcpy(d, id.ptr, id.len);
-  slot->id_len = id.len;
+  if (len > SLOT_ID_INLINE && !(d = slot->id_heap = malloc(len)))
+    return; /* out of memory: the result says none */
+  memcpy(d, tag, len);
+  slot->id_len = len;
   slot->has_id = 1;
+}
+
+/* The slot failed with @p err; @p message is copied (NULL: its text). */
+static void slot_set_err(produce_slot_t *slot, int err, const char *message) {
+  free(slot->message);
+  slot->err = err;
+  slot->message = message ? strdup(message) : NULL;
 }
 
 /* --- results, in input order --- */
 
-/* Frame the result of @p slot at the end of s->out: the payload goes
- * behind room for the longest header, then moves up to its real one. */
+/* Frame the result of @p slot at the end of s->out, in the socket's
+ * payload format (out of memory: s->out.oom closes the socket). */
 static void frame_result(produce_sess_t *s, const produce_slot_t *slot) {
-  size_t max = slot->result
-                   ? strlen(slot->result)
-                   : KWP_PRODUCE_RESULT_OK_MAX(s->topic_len, slot->id_len);
-  char *d = kwp_sbuf_reserve(&s->out, max + 10);
-  if (!d)
-    return; /* out of memory: s->out.oom closes the socket */
-  size_t n;
-  if (slot->result) {
-    n = max;
-    memcpy(d + 10, slot->result, n);
-  } else {
-    n = kwp_produce_result_ok(d + 10, s->topic, s->topic_len, slot->partition,
-                              slot->offset, slot->timestamp, slot_id(slot),
-                              slot->id_len);
-  }
-  uint8_t hdr[10];
-  size_t h = kwp_ws_header_encode(hdr, KWP_WS_TEXT, 1, n);
-  memmove(d + h, d + 10, n);
-  memcpy(d, hdr, h);
-  s->out.len += h + n;
+  kwp_presult_t r = {
+      .err = slot->err,
+      .message = slot->message ? slot->message : kwp_strerror(slot->err),
+      .partition = slot->partition,
+      .offset = slot->offset,
+      .timestamp = slot->timestamp,
+      .tag = slot_id(slot),
+      .tag_len = slot->id_len,
+  };
+  size_t at = kwp_ws_frame_open(&s->out);
+  s->fmt->produce_result(&s->out, &s->opts, &r);
+  kwp_ws_frame_close(&s->out, at, s->fmt->opcode);
 }
 
 /* Send every result that is ready, oldest first, in one write. */
@@ -131,9 +134,9 @@ static void sess_flush(produce_sess_t *s) {
   s->out.len = 0;
   while (s->count && s->ring[s->head].done) {
     produce_slot_t *slot = &s->ring[s->head];
-    if (s->conn && (slot->ok || slot->result))
+    if (s->conn)
       frame_result(s, slot);
-    free(slot->result);
+    free(slot->message);
     free(slot->id_heap);
     s->bytes -= slot->bytes;
     s->head = (s->head + 1) % s->cap;
@@ -152,35 +155,12 @@ static void sess_flush(produce_sess_t *s) {
     kwp_conn_ws_close(s->conn, KWP_ESHUTDOWN, "server shutting down");
 }
 
-static const char *kafka_err_code(rd_kafka_resp_err_t err) {
-  switch (err) {
-  case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
-    return "delivery_timeout";
-  case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    return "message_too_large";
-  case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
-  case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-  case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-    return "topic_not_found";
-  case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
-  case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
-    return "not_delivered";
-  case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-    return "busy";
-  default:
-    return "kafka_error";
-  }
-}
-
 static void slot_delivered(kwp_delivery_t *dv, const rd_kafka_message_t *rkm) {
   produce_slot_t *slot = (produce_slot_t *)dv;
   produce_sess_t *s = slot->sess;
   if (rkm->err) {
-    slot->result = kwp_produce_result_err(slot_id(slot), slot->id_len,
-                                          kafka_err_code(rkm->err),
-                                          rd_kafka_err2str(rkm->err));
+    slot_set_err(slot, kwp_kafka_err(rkm->err), rd_kafka_err2str(rkm->err));
   } else {
-    slot->ok = 1;
     slot->partition = rkm->partition;
     slot->offset = rkm->offset;
     slot->timestamp = rd_kafka_message_timestamp(rkm, NULL);
@@ -217,22 +197,22 @@ static produce_slot_t *sess_slot(produce_sess_t *s, size_t bytes) {
   return slot;
 }
 
-static void slot_fail(produce_sess_t *s, produce_slot_t *slot, kwp_slice_t id,
-                      const char *code, const char *message) {
-  slot->result = kwp_produce_result_err(id.ptr, id.len, code, message);
+static void slot_fail(produce_sess_t *s, produce_slot_t *slot, int err,
+                      const char *message) {
+  slot_set_err(slot, err, message);
   slot->done = 1;
   KWP_LOG_RL(KWP_LOG_DEBUG, "ws", "#%llu %s: %s: %s",
              (unsigned long long)kwp_conn_id(s->conn), kwp_conn_peer(s->conn),
-             code, message);
+             kwp_err_result_code(err), message);
 }
 
-static rd_kafka_headers_t *msg_headers(const kwp_produce_msg_t *m) {
-  if (!m->nheaders)
+static rd_kafka_headers_t *rec_headers(const kwp_precord_t *r) {
+  if (!r->nheaders)
     return NULL;
-  rd_kafka_headers_t *h = rd_kafka_headers_new(m->nheaders);
-  for (size_t i = 0; i < m->nheaders; i++)
-    rd_kafka_header_add(h, m->headers[i].key, (ssize_t)m->headers[i].key_len,
-                        m->headers[i].value, (ssize_t)m->headers[i].value_len);
+  rd_kafka_headers_t *h = rd_kafka_headers_new(r->nheaders);
+  for (size_t i = 0; i < r->nheaders; i++)
+    rd_kafka_header_add(h, r->headers[i].key, (ssize_t)r->headers[i].key_len,
+                        r->headers[i].value, (ssize_t)r->headers[i].value_len);
   return h;
 }
 
@@ -250,12 +230,8 @@ static void txn_committed(void *arg, int err, const char *reason) {
       continue;
     slot->in_txn = 0;
     slot->done = 1;
-    if (err) { /* nothing of this transaction is visible to consumers */
-      free(slot->result);
-      slot->ok = 0;
-      slot->result = kwp_produce_result_err(slot_id(slot), slot->id_len,
-                                            "transaction_aborted", msg);
-    }
+    if (err) /* nothing of this transaction is visible to consumers */
+      slot_set_err(slot, KWP_ETXN, msg);
   }
   sess_flush(s);
   if (s->conn && err) {
@@ -286,7 +262,7 @@ static void txn_timer_cb(uv_timer_t *t) {
 }
 
 static void txn_added(produce_sess_t *s) {
-  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
+  const kwp_config_t *cfg = s->cfg;
   if (++s->txn_count >= cfg->producer.transaction_max_messages)
     txn_commit(s);
   else if (s->txn_count == 1)
@@ -294,22 +270,25 @@ static void txn_added(produce_sess_t *s) {
                    (uint64_t)cfg->producer.transaction_interval_ms, 0);
 }
 
-static void msg_send(produce_sess_t *s, produce_slot_t *slot,
-                     kwp_produce_msg_t *m) {
-  rd_kafka_headers_t *h = msg_headers(m);
-  const void *key = m->has_key ? m->key.ptr : NULL;
-  size_t key_len = m->has_key ? m->key.len : 0;
-  slot_set_id(slot, m->message_id);
-  int err = s->tx
-                ? kwp_txproducer_send(s->tx, s->topic, key, key_len,
-                                      m->value.ptr, m->value.len, h, &slot->dv)
-                : kwp_kproducer_send(s->kp, s->rkt, key, key_len, m->value.ptr,
-                                     m->value.len, h, &slot->dv);
+/* The payload format decoded a record: send it (the sink's record()). */
+static void rec_send(void *arg, const kwp_precord_t *r) {
+  produce_sess_t *s = arg;
+  produce_slot_t *slot = s->cur;
+  rd_kafka_resp_err_t kerr;
+  kwp_krec_t kr = {.partition = r->partition,
+                   .key = r->key,
+                   .key_len = r->key_len,
+                   .value = r->value,
+                   .value_len = r->value_len,
+                   .hdrs = rec_headers(r)};
+  s->cur = NULL;
+  slot_set_id(slot, r->tag, r->tag_len);
+  int err = s->tx ? kwp_txproducer_send(s->tx, s->topic, &kr, &slot->dv, &kerr)
+                  : kwp_kproducer_send(s->kp, s->rkt, &kr, &slot->dv, &kerr);
   if (err) {
-    if (h)
-      rd_kafka_headers_destroy(h);
-    slot_fail(s, slot, m->message_id, kafka_err_code(err),
-              rd_kafka_err2str(err));
+    if (kr.hdrs)
+      rd_kafka_headers_destroy(kr.hdrs);
+    slot_fail(s, slot, err, rd_kafka_err2str(kerr));
     return;
   }
   s->refs++;
@@ -325,25 +304,25 @@ static void rate_resume(uv_timer_t *t) {
     kwp_conn_resume(s->conn, KWP_PAUSE_RATE);
 }
 
+/* The payload format found no record in the message (the sink's reject()):
+ * its result is an error, in its place in the order. */
+static void rec_reject(void *arg, const char *tag, size_t tag_len, int err,
+                       const char *why) {
+  produce_sess_t *s = arg;
+  produce_slot_t *slot = s->cur;
+  s->cur = NULL;
+  slot_set_id(slot, tag, tag_len);
+  slot_fail(s, slot, err, why);
+}
+
 static int produce_message(kwp_conn_t *conn, void *state, int opcode,
                            const uint8_t *data, size_t len) {
   produce_sess_t *s = state;
-  kwp_produce_msg_t m;
-  const char *code;
-  char why[256];
-  produce_slot_t *slot = sess_slot(s, len);
-  if (opcode != KWP_WS_TEXT) {
-    slot_fail(s, slot, (kwp_slice_t){NULL, 0}, KWP_PERR_UNSUPPORTED_FRAME,
-              "binary frames are not accepted with socketPayload=json");
-  } else if (kwp_produce_msg_parse((const char *)data, len, s->key_fmt,
-                                   s->val_fmt, &m, &code, why,
-                                   sizeof(why)) != 0) {
-    slot_fail(s, slot, m.message_id, code, why);
-    kwp_produce_msg_clear(&m);
-  } else {
-    msg_send(s, slot, &m);
-    kwp_produce_msg_clear(&m);
-  }
+  kwp_precord_sink_t sink = {rec_send, rec_reject, s};
+  s->cur = sess_slot(s, len);
+  s->fmt->produce_decode(&s->opts, opcode, data, len, &sink);
+  if (s->cur) /* a format that answered neither: never leave a gap */
+    rec_reject(s, NULL, 0, KWP_EINTERNAL, "the message was not decoded");
   if (s->rate) {
     uint64_t wait = kwp_rate_take(s->rate, uv_now(kwp_worker_loop(s->wk)));
     if (wait) {
@@ -363,7 +342,7 @@ static void rate_timer_closed(uv_handle_t *h) {
 
 static void produce_close(kwp_conn_t *conn, void *state) {
   produce_sess_t *s = state;
-  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  kwp_admission_release(kwp_worker_admission(s->wk), s->claim);
   s->claim = NULL;
   s->conn = NULL; /* in-flight records still complete; results dropped */
   uv_close((uv_handle_t *)&s->rate_timer, rate_timer_closed);
@@ -387,17 +366,13 @@ static void answer_pending(produce_sess_t *s) {
   sess_flush(s);
   s->out.len = 0;
   for (size_t i = 0; i < s->count; i++) {
-    produce_slot_t *slot = &s->ring[(s->head + i) % s->cap];
-    char *keep = slot->result, *owed = NULL;
-    if (!slot->done &&
-        !(slot->result = owed = kwp_produce_result_err(
-              slot_id(slot), slot->id_len, "not_delivered",
-              "the proxy shut down before Kafka acknowledged the record")))
-      break;
-    if (slot->ok || slot->result)
-      frame_result(s, slot);
-    slot->result = keep;
-    free(owed);
+    produce_slot_t slot = s->ring[(s->head + i) % s->cap];
+    if (!slot.done) {
+      slot.err = KWP_ENOTDELIVERED;
+      slot.message =
+          (char *)"the proxy shut down before Kafka acknowledged the record";
+    }
+    frame_result(s, &slot);
   }
   if (s->out.len && !s->out.oom)
     kwp_conn_ws_send_framed(s->conn, s->out.data, s->out.len);
@@ -425,105 +400,73 @@ static const kwp_ws_handler_t produce_handler = {
     .close = produce_close,
 };
 
-/* --- upgrade validation --- */
+/* --- opening: the upgrade pipeline's steps (core/endpoint/endpoint.h) --- */
 
-static int transactional_param(produce_sess_t *s, const char *url, int *err,
+int kwp_produce_topic_writable(const kwp_config_t *cfg, const char *topic,
                                char *msg, size_t msglen) {
-  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
-  char v[PARAM_MAX];
-  int r = kwp_param(url, "transactional", v, err, msg, msglen);
-  if (r < 0)
-    return -1;
-  int tx = r > 0 ? kwp_query_bool(v) : 0;
-  *err = KWP_EBADREQ;
-  if (tx < 0) {
-    snprintf(msg, msglen, "'%s' is not a valid boolean value", v);
-    return -1;
-  }
-  if (tx &&
-      !(cfg->producer.sessions_enabled && cfg->producer.exactly_once_enabled)) {
-    snprintf(msg, msglen,
-             "Unable to provide transactional producer. Server "
-             "is not configured to allow producer transactions.");
-    return -1;
-  }
-  if (tx && !*s->instance_id) {
-    snprintf(msg, msglen,
-             "Request param 'instanceId' is required when using "
-             "transactional.");
-    return -1;
-  }
-  s->transactional = tx;
-
-  if (cfg->producer.sessions_enabled && !*s->instance_id) {
-    snprintf(msg, msglen,
-             "Request param 'instanceId' is required when "
-             "producer sessions are enabled on the proxy server.");
-    return -1;
-  }
-  return 0;
-}
-
-/* Topics no client may write: Kafka's own and the proxy's. A forged session
- * record would count against a group's limit for good, a forged heartbeat
- * stop a node from starting. */
-static int reserved_topic(produce_sess_t *s, int *err, char *msg,
-                          size_t msglen) {
-  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
   const char *reserved[] = {"__consumer_offsets", "__transaction_state",
                             cfg->session_handler.topic_name,
                             cfg->dynamic_config_handler.topic_name};
   for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
-    if (reserved[i] && !strcmp(s->topic, reserved[i])) {
-      *err = KWP_EBADREQ;
+    if (reserved[i] && !strcmp(topic, reserved[i])) {
       snprintf(msg, msglen,
                "Topic %s is internal to Kafka or to the proxy and cannot be "
                "written to",
-               s->topic);
-      return -1;
+               topic);
+      return KWP_EBADREQ;
     }
   }
   return 0;
 }
 
-static int parse_params(produce_sess_t *s, const char *url, int *err, char *msg,
-                        size_t msglen) {
-  s->val_fmt = KWP_FMT_STRING;
-  if (kwp_param_required(url, "clientId", s->client_id, err, msg, msglen) < 0 ||
-      kwp_param_topic(url, s->topic, err, msg, msglen) < 0 ||
-      reserved_topic(s, err, msg, msglen) < 0 ||
-      kwp_param_payload(url, err, msg, msglen) < 0 ||
-      kwp_param_format(url, "keyType", &s->key_fmt, err, msg, msglen) < 0 ||
-      kwp_param_format(url, "valType", &s->val_fmt, err, msg, msglen) < 0 ||
-      kwp_param(url, "instanceId", s->instance_id, err, msg, msglen) < 0 ||
-      transactional_param(s, url, err, msg, msglen) < 0)
-    return -1;
-  return 0;
+kwp_produce_t *kwp_produce_new(kwp_worker_t *wk, const kwp_produce_conf_t *pc) {
+  produce_sess_t *s = calloc(1, sizeof(*s));
+  if (!s)
+    return NULL;
+  s->wk = wk;
+  s->cfg = kwp_worker_cfg(wk);
+  snprintf(s->client_id, sizeof(s->client_id), "%s", pc->client_id);
+  snprintf(s->topic, sizeof(s->topic), "%s", pc->topic);
+  snprintf(s->instance_id, sizeof(s->instance_id), "%s",
+           pc->instance_id ? pc->instance_id : "");
+  s->transactional = pc->transactional;
+  s->fmt = pc->fmt;
+  s->opts = (kwp_payload_opts_t){.topic = s->topic,
+                                 .topic_len = strlen(s->topic),
+                                 .key_fmt = pc->key_fmt,
+                                 .val_fmt = pc->val_fmt};
+  return s;
 }
 
-static int64_t producer_rate(const kwp_config_t *cfg, const char *client_id) {
-  const kwp_limits_t *l = &cfg->producer.limits;
-  for (size_t i = 0; i < l->client_specific_count; i++)
-    if (!strcmp(l->client_specific[i].id, client_id) &&
-        l->client_specific[i].messages_per_second >= 0)
-      return l->client_specific[i].messages_per_second;
-  return l->default_messages_per_second;
+const char *kwp_produce_topic(void *state) {
+  return ((produce_sess_t *)state)->topic;
+}
+
+int kwp_produce_admission(void *state, int partitions, kwp_admit_req_t *req) {
+  produce_sess_t *s = state;
+  if (!s->cfg->producer.sessions_enabled)
+    return 0;
+  req->kind = KWP_ADMIT_PRODUCER;
+  req->session = s->client_id;
+  req->instance = s->instance_id;
+  req->limit = kwp_limits_producer_sockets(s->cfg, s->client_id);
+  return 1;
 }
 
 /* Free a session that never reached its socket. */
-static void sess_discard(produce_sess_t *s) {
+void kwp_produce_discard(void *state) {
+  produce_sess_t *s = state;
   if (s->rate)
     kwp_rate_release(s->rate);
-  kwp_session_release(kwp_worker_ctx(s->wk)->session, s->claim);
+  kwp_admission_release(kwp_worker_admission(s->wk), s->claim);
   free(s->ring);
   free(s);
 }
 
 static int sess_init(produce_sess_t *s, char *msg, size_t msglen) {
-  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
+  const kwp_config_t *cfg = s->cfg;
   char errbuf[256];
-  int64_t mps = producer_rate(cfg, s->client_id);
-  s->topic_len = strlen(s->topic);
+  int64_t mps = kwp_limits_producer_rate(cfg, s->client_id);
   s->flush_ab.fn = flush_after_batch;
   s->cap = cfg->producer.max_inflight_messages;
   s->max_bytes = cfg->producer.max_inflight_bytes;
@@ -552,17 +495,17 @@ static int sess_init(produce_sess_t *s, char *msg, size_t msglen) {
 /* The transactional producer is initialised (or not): answer the upgrade. */
 static void tx_ready(void *arg, int err, const char *reason) {
   produce_sess_t *s = arg;
-  kwp_upgrade_cb done = s->done;
-  kwp_conn_t *conn = s->conn;
+  kwp_upgrade_t *up = s->up;
   char msg[320];
+  s->up = NULL;
   if (err) {
     snprintf(msg, sizeof(msg), "Cannot start the transactional producer: %s",
              reason);
-    produce_close(conn, s);
-    done(conn, NULL, NULL, KWP_EUNAVAILABLE, msg);
+    produce_close(s->conn, s);
+    kwp_upgrade_refuse(up, KWP_EUNAVAILABLE, msg);
     return;
   }
-  done(conn, &produce_handler, s, 0, NULL);
+  kwp_upgrade_accept(up, &produce_handler, s);
 }
 
 static int tx_open(produce_sess_t *s, char *msg, size_t msglen) {
@@ -576,78 +519,22 @@ static int tx_open(produce_sess_t *s, char *msg, size_t msglen) {
   return KWP_EUNAVAILABLE;
 }
 
-/* Set up the producer and answer the upgrade (or let tx_ready() answer). */
-static void sess_open(produce_sess_t *s, int err, char *msg, size_t msglen) {
-  if (!err)
-    err = sess_init(s, msg, msglen);
-  kwp_upgrade_cb done = s->done;
-  kwp_conn_t *conn = s->conn;
-  if (err) {
-    sess_discard(s);
-    done(conn, NULL, NULL, err, msg);
-    return;
-  }
-  if (!s->transactional) {
-    done(conn, &produce_handler, s, 0, NULL);
-  } else if ((err = tx_open(s, msg, msglen)) != 0) {
-    produce_close(conn, s);
-    done(conn, NULL, NULL, err, msg);
-  } /* else tx_ready() answers */
-}
-
-/* producer.sessions-enabled: the cluster's verdict on this instance. */
-static void admitted(void *arg, int err, const char *message,
-                     kwp_session_claim_t *claim) {
-  produce_sess_t *s = arg;
+void kwp_produce_open(kwp_upgrade_t *up, void *state,
+                      kwp_claim_handle_t *claim) {
+  produce_sess_t *s = state;
   char msg[PARAM_MAX + 640];
   s->claim = claim;
-  snprintf(msg, sizeof(msg), "%s", message);
-  sess_open(s, err, msg, sizeof(msg));
-}
-
-static void topic_checked(void *arg, int partitions) {
-  produce_sess_t *s = arg;
-  char msg[PARAM_MAX + 640];
-  int err = 0;
-  const kwp_config_t *cfg = kwp_worker_ctx(s->wk)->cfg;
-  kwp_session_t *ss = kwp_worker_ctx(s->wk)->session;
-  if (partitions == KWP_ENOTFOUND) {
-    err = KWP_EBADREQ;
-    snprintf(msg, sizeof(msg), "Topic %s does not exist", s->topic);
-  } else if (partitions < 0) {
-    err = KWP_EUNAVAILABLE;
-    snprintf(msg, sizeof(msg), "Kafka cluster is unreachable");
-  } else if (cfg->producer.sessions_enabled) {
-    err = kwp_session_admit(
-        ss, s->wk, KWP_SESSION_PRODUCER, s->client_id, s->instance_id,
-        kwp_session_producer_limit(cfg, s->client_id), admitted, s);
-    if (!err)
-      return; /* admitted() goes on */
-    kwp_session_refusal(ss, err, msg, sizeof(msg));
-  }
-  sess_open(s, err, msg, sizeof(msg));
-}
-
-void kwp_produce_upgrade(kwp_conn_t *conn, const char *url,
-                         kwp_upgrade_cb done) {
-  char msg[PARAM_MAX + 128];
-  int err = KWP_ENOMEM;
-  produce_sess_t *s = calloc(1, sizeof(*s));
-  if (s)
-    s->wk = kwp_conn_worker(conn);
-  if (!s || parse_params(s, url, &err, msg, sizeof(msg)) != 0) {
-    if (!s)
-      snprintf(msg, sizeof(msg), "Internal server error");
-    free(s);
-    done(conn, NULL, NULL, err, msg);
-    return;
-  }
-  s->conn = conn;
-  s->done = done;
-  kwp_ctx_t *ctx = kwp_worker_ctx(s->wk);
-  if (kwp_kafka_topic_lookup(ctx->kafka, kwp_worker_loop(s->wk), s->topic,
-                             topic_checked, s) != 0) {
-    free(s);
-    done(conn, NULL, NULL, KWP_EINTERNAL, "Internal server error");
+  s->conn = kwp_upgrade_conn(up);
+  int err = sess_init(s, msg, sizeof(msg));
+  if (err) {
+    kwp_produce_discard(s);
+    kwp_upgrade_refuse(up, err, msg);
+  } else if (!s->transactional) {
+    kwp_upgrade_accept(up, &produce_handler, s);
+  } else if ((err = tx_open(s, msg, sizeof(msg))) != 0) {
+    produce_close(s->conn, s);
+    kwp_upgrade_refuse(up, err, msg);
+  } else {
+    s->up = up; /* tx_ready() answers */
   }
 }

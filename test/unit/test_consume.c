@@ -1,7 +1,7 @@
 /* The consumer side: commit-handler stacks, autoCommit bookkeeping, record
  * frames, commit frames and the /socket/out parameters. */
-#include "codec/json/consume.h"
 #include "codec/json/jscan.h"
+#include "codec/json/json_consume.h"
 #include "commit/commit.h"
 #include "commit/gate.h"
 #include "commit/written.h"
@@ -12,12 +12,22 @@
 #include <jansson.h>
 #include <stdlib.h>
 
+/* The commit of a wsProxyMessageId of topic "t", as /socket/out does it:
+ * the JSON codec reads the id, the stack takes the record it names. */
+static int take_topic(kwp_commit_t *c, const char *topic, const char *id,
+                      kwp_commit_pos_t *pos) {
+  kwp_record_ref_t ref;
+  if (kwp_consume_msgid_parse(topic, strlen(topic), id, strlen(id), &ref))
+    return KWP_ENOTFOUND;
+  return kwp_commit_take(c, ref.partition, ref.offset, ref.timestamp, pos);
+}
+
 static int take(kwp_commit_t *c, const char *id, kwp_commit_pos_t *pos) {
-  return kwp_commit_take(c, id, strlen(id), pos);
+  return take_topic(c, "t", id, pos);
 }
 
 KWP_TEST(commit_stack_take) {
-  kwp_commit_t *c = kwp_commit_new("t", 100);
+  kwp_commit_t *c = kwp_commit_new(100);
   kwp_commit_pos_t pos;
   for (int64_t o = 10; o < 15; o++)
     ASSERT_EQ(kwp_commit_push(c, 0, o, 1000 + o, 0), 0);
@@ -48,7 +58,7 @@ KWP_TEST(commit_stack_take) {
 }
 
 KWP_TEST(commit_stack_overflow_drops_oldest) {
-  kwp_commit_t *c = kwp_commit_new("t", 3);
+  kwp_commit_t *c = kwp_commit_new(3);
   kwp_commit_pos_t pos;
   char id[64];
   for (int64_t o = 0; o < 10; o++)
@@ -79,17 +89,17 @@ KWP_TEST(commit_stack_overflow_drops_oldest) {
 }
 
 KWP_TEST(commit_stack_ids_with_dashes) {
-  kwp_commit_t *c = kwp_commit_new("my-topic-1", 10);
+  kwp_commit_t *c = kwp_commit_new(10);
   kwp_commit_pos_t pos;
   ASSERT_EQ(kwp_commit_push(c, 1, 7, -1, 0), 0); /* no timestamp: -1 */
-  ASSERT_EQ(take(c, "my-topic-1-1-7--1", &pos), 0);
+  ASSERT_EQ(take_topic(c, "my-topic-1", "my-topic-1-1-7--1", &pos), 0);
   ASSERT_EQ(pos.partition, 1);
   ASSERT_EQ(pos.offset, 8);
   kwp_commit_free(c);
 }
 
 KWP_TEST(commit_stack_take_older) {
-  kwp_commit_t *c = kwp_commit_new("t", 100);
+  kwp_commit_t *c = kwp_commit_new(100);
   kwp_commit_pos_t pos[4];
   ASSERT_EQ(kwp_commit_push(c, 0, 1, 1, 100), 0);
   ASSERT_EQ(kwp_commit_push(c, 0, 2, 2, 200), 0);
@@ -285,26 +295,26 @@ KWP_TEST(consume_commit_parse) {
             7);
   ASSERT_STREQ(id, "t-0-1-2");
   ASSERT_EQ(kwp_consume_commit_parse("nope", 4, id, sizeof(id), &why),
-            KWP_EBADREQ);
+            KWP_EBADCOMMIT);
   ASSERT_EQ(kwp_consume_commit_parse("{\"wsProxyMessageId\":1}", 22, id,
                                      sizeof(id), &why),
-            KWP_EBADREQ);
+            KWP_EBADCOMMIT);
   ASSERT_EQ(kwp_consume_commit_parse("[]", 2, id, sizeof(id), &why),
-            KWP_EBADREQ);
+            KWP_EBADCOMMIT);
   /* Regressions: a \u0000 was "must be a JSON object", a repeated key took
    * the last value. */
   const char *nul = "{\"wsProxyMessageId\":\"t-0-1\\u0000-2\"}";
   ASSERT_EQ(kwp_consume_commit_parse(nul, strlen(nul), id, sizeof(id), &why),
-            KWP_EBADREQ);
+            KWP_EBADCOMMIT);
   ASSERT_STREQ(why,
                "'wsProxyMessageId' holds a NUL character: no record has such "
                "an id");
   const char *dup = "{\"wsProxyMessageId\":\"a\",\"wsProxyMessageId\":\"b\"}";
   ASSERT_EQ(kwp_consume_commit_parse(dup, strlen(dup), id, sizeof(id), &why),
-            KWP_EBADREQ);
+            KWP_EBADCOMMIT);
   ASSERT_STREQ(why, "a commit must not repeat a key");
   kwp_sbuf_t b = {0};
-  ASSERT_EQ(kwp_consume_error(&b, KWP_CERR_UNKNOWN_ID, "a\"b", "m"), 0);
+  ASSERT_EQ(kwp_consume_error(&b, KWP_EUNKNOWNID, "a\"b", "m"), 0);
   ASSERT_EQ(b.len,
             strlen("{\"error\":\"unknown_message_id\","
                    "\"wsProxyMessageId\":\"a\\\"b\",\"message\":\"m\"}"));

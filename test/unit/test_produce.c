@@ -1,7 +1,7 @@
 /* Format types, the /socket/in message codec, query parameters and the rate
  * limiter. */
 #include "codec/json/format.h"
-#include "codec/json/produce.h"
+#include "codec/json/json_produce.h"
 #include "core/base/error.h"
 #include "core/endpoint/ratelimit.h"
 #include "core/net/query.h"
@@ -138,11 +138,14 @@ KWP_TEST(format_decode_rejects_bad_bytes) {
   json_decref(v);
 }
 
+/* 0, or -1 with the result frame's error code in @p code. */
 static int parse(const char *text, kwp_fmt_t kf, kwp_fmt_t vf,
                  kwp_produce_msg_t *m, const char **code) {
   char why[256];
-  return kwp_produce_msg_parse(text, strlen(text), kf, vf, m, code, why,
-                               sizeof(why));
+  int err =
+      kwp_produce_msg_parse(text, strlen(text), kf, vf, m, why, sizeof(why));
+  *code = err ? kwp_err_result_code(err) : NULL;
+  return err ? -1 : 0;
 }
 
 KWP_TEST(produce_msg_full) {
@@ -182,37 +185,37 @@ KWP_TEST(produce_msg_errors) {
     kwp_fmt_t kf, vf;
     const char *code;
   } cases[] = {
-      {"nope", KWP_FMT_NONE, KWP_FMT_STRING, KWP_PERR_INVALID_JSON},
+      {"nope", KWP_FMT_NONE, KWP_FMT_STRING, "invalid_json"},
       {"{\"headers\":[{\"key\":\"a\\u0000b\",\"value\":\"v\"}],"
        "\"value\":{\"value\":\"x\"}}",
-       KWP_FMT_NONE, KWP_FMT_STRING, KWP_PERR_INVALID_HEADERS},
-      {"[1]", KWP_FMT_NONE, KWP_FMT_STRING, KWP_PERR_INVALID_MESSAGE},
+       KWP_FMT_NONE, KWP_FMT_STRING, "invalid_headers"},
+      {"[1]", KWP_FMT_NONE, KWP_FMT_STRING, "invalid_message"},
       {"{\"messageId\":\"x\"}", KWP_FMT_NONE, KWP_FMT_STRING,
-       KWP_PERR_INVALID_MESSAGE},
+       "invalid_message"},
       {"{\"value\":{\"value\":1,\"format\":\"int\"}}", KWP_FMT_NONE,
-       KWP_FMT_STRING, KWP_PERR_INVALID_VALUE},
+       KWP_FMT_STRING, "invalid_value"},
       {"{\"value\":{\"value\":\"a\",\"format\":\"xml\"}}", KWP_FMT_NONE,
-       KWP_FMT_STRING, KWP_PERR_INVALID_VALUE},
+       KWP_FMT_STRING, "invalid_value"},
       {"{\"value\":{\"value\":\"a\"},\"key\":{\"value\":\"k\"}}", KWP_FMT_NONE,
-       KWP_FMT_STRING, KWP_PERR_INVALID_KEY},
+       KWP_FMT_STRING, "invalid_key"},
       {"{\"value\":{\"value\":\"a\"},\"key\":{\"value\":\"k\"}}", KWP_FMT_LONG,
-       KWP_FMT_STRING, KWP_PERR_INVALID_KEY},
+       KWP_FMT_STRING, "invalid_key"},
       {"{\"value\":{\"value\":\"a\"},\"headers\":[{\"key\":1}]}", KWP_FMT_NONE,
-       KWP_FMT_STRING, KWP_PERR_INVALID_HEADERS},
+       KWP_FMT_STRING, "invalid_headers"},
       {"{\"value\":{\"value\":\"a\"},\"headers\":{}}", KWP_FMT_NONE,
-       KWP_FMT_STRING, KWP_PERR_INVALID_HEADERS},
+       KWP_FMT_STRING, "invalid_headers"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     code = NULL;
-    ASSERT_EQ(parse(cases[i].text, cases[i].kf, cases[i].vf, &m, &code),
-              KWP_EBADREQ);
+    ASSERT_EQ(parse(cases[i].text, cases[i].kf, cases[i].vf, &m, &code), -1);
     ASSERT_STREQ(code, cases[i].code);
     kwp_produce_msg_clear(&m);
   }
   /* The id survives a bad value so the error result can carry it. */
   ASSERT_EQ(parse("{\"messageId\":\"id9\",\"value\":{\"value\":true}}",
                   KWP_FMT_NONE, KWP_FMT_LONG, &m, &code),
-            KWP_EBADREQ);
+            -1);
+  ASSERT_STREQ(code, "invalid_value");
   ASSERT_EQ(m.message_id.len, 5);
   ASSERT(memcmp(m.message_id.ptr, "\"id9\"", 5) == 0);
   kwp_produce_msg_clear(&m);
@@ -233,12 +236,12 @@ KWP_TEST(produce_result_frames) {
   ASSERT(n <= KWP_PRODUCE_RESULT_OK_MAX(1, 4));
   big[n] = 0;
   ASSERT(strstr(big, "\"messageId\":null,\"clientMessageId\":null}") != NULL);
-  char *err = kwp_produce_result_err(NULL, 0, "invalid_json", "bad \"x\"");
+  char *err = kwp_produce_result_err(NULL, 0, KWP_EJSON, "bad \"x\"");
   ASSERT_STREQ(err, "{\"messageId\":null,\"clientMessageId\":null,"
                     "\"error\":\"invalid_json\",\"message\":\"bad "
                     "\\\"x\\\"\"}");
   free(err);
-  err = kwp_produce_result_err("[1,2]", 5, "busy", "m");
+  err = kwp_produce_result_err("[1,2]", 5, KWP_EBUSY, "m");
   ASSERT_STREQ(err, "{\"messageId\":[1,2],\"clientMessageId\":[1,2],"
                     "\"error\":\"busy\",\"message\":\"m\"}");
   free(err);
@@ -248,13 +251,12 @@ KWP_TEST(produce_result_frames) {
  * text; the id comes back as the client wrote it, compacted. */
 KWP_TEST(produce_msg_views_and_ids) {
   kwp_produce_msg_t m;
-  const char *code = NULL;
   char why[256];
   static const char text[] =
       "{ \"value\" : {\"value\":\"payload\"}, \"messageId\": { \"x\" : [1, "
       "2.50] } }";
   ASSERT_EQ(kwp_produce_msg_parse(text, sizeof(text) - 1, KWP_FMT_NONE,
-                                  KWP_FMT_STRING, &m, &code, why, sizeof(why)),
+                                  KWP_FMT_STRING, &m, why, sizeof(why)),
             0);
   ASSERT((const char *)m.value.ptr > text &&
          (const char *)m.value.ptr < text + sizeof(text));
@@ -266,7 +268,7 @@ KWP_TEST(produce_msg_views_and_ids) {
   static const char js[] =
       "{\"val\\u0075e\":{\"value\":{\"p\":0.1}},\"messageId\":7}";
   ASSERT_EQ(kwp_produce_msg_parse(js, sizeof(js) - 1, KWP_FMT_NONE,
-                                  KWP_FMT_JSON, &m, &code, why, sizeof(why)),
+                                  KWP_FMT_JSON, &m, why, sizeof(why)),
             0);
   ASSERT_EQ(m.value.len, strlen("{\"p\":0.1}"));
   ASSERT(memcmp(m.value.ptr, "{\"p\":0.1}", m.value.len) == 0);
@@ -280,42 +282,38 @@ KWP_TEST(produce_msg_views_and_ids) {
  * invalid JSON text names the position. */
 KWP_TEST(produce_msg_error_precedence) {
   kwp_produce_msg_t m;
-  const char *code = NULL;
   char why[256];
   static const struct {
     const char *text;
     const char *code, *why;
   } cases[] = {
       {"{\"value\":{\"value\":\"a\"},\"value\":{\"value\":\"b\"}}",
-       KWP_PERR_INVALID_JSON, "duplicate object key"},
-      {"{\"value\":{\"value\":\"a\"},\"v\\u0061lue\":1}", KWP_PERR_INVALID_JSON,
+       "invalid_json", "duplicate object key"},
+      {"{\"value\":{\"value\":\"a\"},\"v\\u0061lue\":1}", "invalid_json",
        "duplicate object key"},
-      {"{\"value\":{\"value\":1}} x", KWP_PERR_INVALID_JSON,
+      {"{\"value\":{\"value\":1}} x", "invalid_json",
        "end of input expected at position 22"},
-      {"{\"value\":{\"value\":\"\xff\"}}", KWP_PERR_INVALID_JSON,
-       "invalid UTF-8"},
-      {"{\"value\":{\"value\":\"\\ud800\"}}", KWP_PERR_INVALID_JSON,
+      {"{\"value\":{\"value\":\"\xff\"}}", "invalid_json", "invalid UTF-8"},
+      {"{\"value\":{\"value\":\"\\ud800\"}}", "invalid_json",
        "lone high surrogate"},
-      {"{\"key\":{\"value\":1},\"messageId\":1}", KWP_PERR_INVALID_MESSAGE,
+      {"{\"key\":{\"value\":1},\"messageId\":1}", "invalid_message",
        "no 'value'"},
-      {"{\"value\":null}", KWP_PERR_INVALID_MESSAGE, "no 'value'"},
-      {"\"just a string\"", KWP_PERR_INVALID_MESSAGE, "JSON object"},
+      {"{\"value\":null}", "invalid_message", "no 'value'"},
+      {"\"just a string\"", "invalid_message", "JSON object"},
       {"{\"headers\":5,\"key\":{\"value\":1},\"value\":{\"value\":2}}",
-       KWP_PERR_INVALID_VALUE, "does not fit type string"},
+       "invalid_value", "does not fit type string"},
       {"{\"value\":{\"value\":\"v\"},\"headers\":[{\"key\":\"a\"}]}",
-       KWP_PERR_INVALID_HEADERS, "each header"},
-      {"{\"value\":{\"format\":\"string\"}}", KWP_PERR_INVALID_VALUE,
+       "invalid_headers", "each header"},
+      {"{\"value\":{\"format\":\"string\"}}", "invalid_value",
        "must be an object with a 'value'"},
-      {"{\"value\":{\"value\":\"v\",\"format\":7}}", KWP_PERR_INVALID_VALUE,
+      {"{\"value\":{\"value\":\"v\",\"format\":7}}", "invalid_value",
        "'value.format' is not a valid format type"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    code = NULL;
-    ASSERT_EQ(kwp_produce_msg_parse(cases[i].text, strlen(cases[i].text),
-                                    KWP_FMT_NONE, KWP_FMT_STRING, &m, &code,
-                                    why, sizeof(why)),
-              KWP_EBADREQ);
-    ASSERT_STREQ(code, cases[i].code);
+    int err = kwp_produce_msg_parse(cases[i].text, strlen(cases[i].text),
+                                    KWP_FMT_NONE, KWP_FMT_STRING, &m, why,
+                                    sizeof(why));
+    ASSERT_STREQ(kwp_err_result_code(err), cases[i].code);
     if (!strstr(why, cases[i].why))
       printf("case %zu: %s\n", i, why);
     ASSERT(strstr(why, cases[i].why) != NULL);
@@ -328,14 +326,13 @@ KWP_TEST(produce_msg_error_precedence) {
                    : "{\"key\":\"k\",\"value\":\"v\"}");
   strcat(text, "]}");
   ASSERT_EQ(kwp_produce_msg_parse(text, strlen(text), KWP_FMT_NONE,
-                                  KWP_FMT_STRING, &m, &code, why, sizeof(why)),
-            KWP_EBADREQ);
-  ASSERT_STREQ(code, KWP_PERR_INVALID_HEADERS);
+                                  KWP_FMT_STRING, &m, why, sizeof(why)),
+            KWP_EBADHEADERS);
   kwp_produce_msg_clear(&m);
   *strrchr(text, '{') = 0; /* drop the 65th */
   strcpy(text + strlen(text) - 1, "]}");
   ASSERT_EQ(kwp_produce_msg_parse(text, strlen(text), KWP_FMT_NONE,
-                                  KWP_FMT_STRING, &m, &code, why, sizeof(why)),
+                                  KWP_FMT_STRING, &m, why, sizeof(why)),
             0);
   ASSERT_EQ(m.nheaders, 64);
   kwp_produce_msg_clear(&m);
@@ -344,21 +341,25 @@ KWP_TEST(produce_msg_error_precedence) {
 KWP_TEST(query_params) {
   char v[16];
   const char *url = "/socket/in?clientId=a%20b&topic=t+1&flag&x=%zz&y=%41";
-  ASSERT_EQ(kwp_query_get(url, "clientId", v, sizeof(v)), 3);
+  /* 1 present, 0 absent (never an errno), KWP_EBADREQ malformed */
+  ASSERT_EQ(kwp_query_get(url, "clientId", v, sizeof(v)), 1);
   ASSERT_STREQ(v, "a b");
-  ASSERT_EQ(kwp_query_get(url, "topic", v, sizeof(v)), 3);
+  ASSERT_EQ(kwp_query_get(url, "topic", v, sizeof(v)), 1);
   ASSERT_STREQ(v, "t 1");
-  ASSERT_EQ(kwp_query_get(url, "flag", v, sizeof(v)), 0);
+  ASSERT_EQ(kwp_query_get(url, "flag", v, sizeof(v)), 1);
+  ASSERT_STREQ(v, "");
   ASSERT_EQ(kwp_query_get(url, "x", v, sizeof(v)), KWP_EBADREQ);
   ASSERT_EQ(kwp_query_get(url, "y", v, sizeof(v)), 1);
   ASSERT_STREQ(v, "A");
-  ASSERT_EQ(kwp_query_get(url, "client", v, sizeof(v)), -1);
+  ASSERT_EQ(kwp_query_get(url, "client", v, sizeof(v)), 0);
+  ASSERT_STREQ(v, "");
   ASSERT_EQ(kwp_query_get("/p?a=%00", "a", v, sizeof(v)), KWP_EBADREQ);
   ASSERT_EQ(kwp_query_get("/p?a=0123456789abcdef", "a", v, sizeof(v)),
             KWP_EBADREQ);
-  ASSERT_EQ(kwp_query_get("/p", "a", v, sizeof(v)), -1);
+  ASSERT_EQ(kwp_query_get("/p", "a", v, sizeof(v)), 0);
   /* values must be UTF-8 */
-  ASSERT_EQ(kwp_query_get("/p?a=%C3%A9", "a", v, sizeof(v)), 2);
+  ASSERT_EQ(kwp_query_get("/p?a=%C3%A9", "a", v, sizeof(v)), 1);
+  ASSERT_EQ(strlen(v), 2);
   ASSERT_EQ(kwp_query_get("/p?a=%FF", "a", v, sizeof(v)), KWP_EBADREQ);
   ASSERT_EQ(kwp_query_get("/p?a=%C3", "a", v, sizeof(v)), KWP_EBADREQ);
   ASSERT_EQ(kwp_query_get("/p?a=%ED%A0%80", "a", v, sizeof(v)), KWP_EBADREQ);
@@ -388,13 +389,12 @@ KWP_TEST(ratelimit_spacing) {
 /* JSON allows \u0000 in strings: values keep it, with their full length. */
 KWP_TEST(produce_msg_nul_in_values) {
   kwp_produce_msg_t m;
-  const char *code = NULL;
   char why[256];
   static const char text[] =
       "{\"value\":{\"value\":\"a\\u0000b\"},"
       "\"headers\":[{\"key\":\"h\",\"value\":\"x\\u0000y\"}]}";
   ASSERT_EQ(kwp_produce_msg_parse(text, sizeof(text) - 1, KWP_FMT_NONE,
-                                  KWP_FMT_STRING, &m, &code, why, sizeof(why)),
+                                  KWP_FMT_STRING, &m, why, sizeof(why)),
             0);
   ASSERT_EQ(m.value.len, 3);
   ASSERT(memcmp(m.value.ptr, "a\0b", 3) == 0);
@@ -402,7 +402,7 @@ KWP_TEST(produce_msg_nul_in_values) {
   kwp_produce_msg_clear(&m);
   static const char js[] = "{\"value\":{\"value\":{\"k\":\"\\u0000\"}}}";
   ASSERT_EQ(kwp_produce_msg_parse(js, sizeof(js) - 1, KWP_FMT_NONE,
-                                  KWP_FMT_JSON, &m, &code, why, sizeof(why)),
+                                  KWP_FMT_JSON, &m, why, sizeof(why)),
             0);
   ASSERT_EQ(m.value.len, strlen("{\"k\":\"\\u0000\"}"));
   kwp_produce_msg_clear(&m);

@@ -2,6 +2,7 @@
  * time, cleanup of stale claims; and the limits taken from the config. */
 #include "core/base/error.h"
 #include "core/config/config.h"
+#include "core/config/limits.h"
 #include "session/session.h"
 #include "session/state.h"
 #include "test/unit/unit.h"
@@ -230,12 +231,12 @@ KWP_TEST(session_limits_from_config) {
       "}\n",
       "t.conf", 0, err, sizeof(err));
   ASSERT(cfg != NULL);
-  ASSERT_EQ(kwp_session_consumer_limit(cfg, "other", 4), 2);
-  ASSERT_EQ(kwp_session_consumer_limit(cfg, "other", 1), 1);
-  ASSERT_EQ(kwp_session_consumer_limit(cfg, "big", 4), 4);
-  ASSERT_EQ(kwp_session_consumer_limit(cfg, "big", 12), 10);
-  ASSERT_EQ(kwp_session_consumer_limit(cfg, "zero", 6), 6);
-  ASSERT_EQ(kwp_session_producer_limit(cfg, "p"), 3);
-  ASSERT_EQ(kwp_session_producer_limit(cfg, "q"), 0);
+  ASSERT_EQ(kwp_limits_consumer_sockets(cfg, "other", 4), 2);
+  ASSERT_EQ(kwp_limits_consumer_sockets(cfg, "other", 1), 1);
+  ASSERT_EQ(kwp_limits_consumer_sockets(cfg, "big", 4), 4);
+  ASSERT_EQ(kwp_limits_consumer_sockets(cfg, "big", 12), 10);
+  ASSERT_EQ(kwp_limits_consumer_sockets(cfg, "zero", 6), 6);
+  ASSERT_EQ(kwp_limits_producer_sockets(cfg, "p"), 3);
+  ASSERT_EQ(kwp_limits_producer_sockets(cfg, "q"), 0);
   kwp_config_free(cfg);
 }

@@ -10,33 +10,17 @@
 
 #include "codec/json/format.h"
 
-#define KWP_PRODUCE_MAX_HEADERS 64
-
-typedef struct kwp_produce_header {
-  const char *key; /* views into the message text or the reader's arena */
-  size_t key_len;
-  const uint8_t *value;
-  size_t value_len;
-} kwp_produce_header_t;
-
 typedef struct kwp_produce_msg {
   kwp_js_t js; /* the reader: its arena backs the views that need decoding */
   kwp_bytes_t key, value;
   int has_key;
   size_t nheaders;
-  kwp_produce_header_t headers[KWP_PRODUCE_MAX_HEADERS];
+  /* views into the message text or the reader's arena */
+  kwp_header_t headers[KWP_MAX_HEADERS];
   /* The client's messageId as compact JSON text, echoed in the result;
    * ptr NULL when absent. */
   kwp_slice_t message_id;
 } kwp_produce_msg_t;
-
-/* Stable error codes of result frames (the "error" field). */
-#define KWP_PERR_INVALID_JSON "invalid_json"
-#define KWP_PERR_INVALID_MESSAGE "invalid_message"
-#define KWP_PERR_INVALID_KEY "invalid_key"
-#define KWP_PERR_INVALID_VALUE "invalid_value"
-#define KWP_PERR_INVALID_HEADERS "invalid_headers"
-#define KWP_PERR_UNSUPPORTED_FRAME "unsupported_frame"
 
 /**
  * Parse one text message. Key and value are serialized with @p key_fmt and
@@ -44,14 +28,15 @@ typedef struct kwp_produce_msg {
  * KWP_FMT_NONE is an error, never silently dropped. Views point into
  * @p text, which must outlive @p m.
  * @locality any thread
- * @returns 0 (free with kwp_produce_msg_clear), or KWP_EBADREQ with @p code
- * (a KWP_PERR_* constant) and a human message in @p why. On an error other
- * than invalid JSON @p m->message_id is still set when the message carried
- * one, and @p m must still be cleared.
+ * @returns 0 (free with kwp_produce_msg_clear), or the KWP_E* of what was
+ * wrong (KWP_EJSON, KWP_EBADMSG, KWP_EBADKEY, KWP_EBADVALUE,
+ * KWP_EBADHEADERS) with a human message in @p why. On an error other than
+ * KWP_EJSON @p m->message_id is still set when the message carried one, and
+ * @p m must still be cleared.
  */
 int kwp_produce_msg_parse(const char *text, size_t len, kwp_fmt_t key_fmt,
-                          kwp_fmt_t val_fmt, kwp_produce_msg_t *m,
-                          const char **code, char *why, size_t whylen);
+                          kwp_fmt_t val_fmt, kwp_produce_msg_t *m, char *why,
+                          size_t whylen);
 
 /** Free what kwp_produce_msg_parse() allocated; safe on a zeroed msg. */
 void kwp_produce_msg_clear(kwp_produce_msg_t *m);
@@ -69,8 +54,9 @@ void kwp_produce_msg_clear(kwp_produce_msg_t *m);
 size_t kwp_produce_result_ok(char *buf, const char *topic, size_t topic_len,
                              int32_t partition, int64_t offset,
                              int64_t timestamp, const char *id, size_t id_len);
-/** The error frame: a malloc'd NUL-terminated JSON text, or NULL. */
-char *kwp_produce_result_err(const char *id, size_t id_len, const char *code,
+/** The error frame of @p err (its kwp_err_result_code()): a malloc'd
+ * NUL-terminated JSON text, or NULL. */
+char *kwp_produce_result_err(const char *id, size_t id_len, int err,
                              const char *message);
 
 #endif

@@ -1,6 +1,6 @@
 /* /socket/in JSON protocol: inbound message parsing into Kafka bytes and the
  * result frames. Pure functions, any thread. */
-#include "codec/json/produce.h"
+#include "codec/json/json_produce.h"
 
 #include "core/base/error.h"
 
@@ -11,15 +11,15 @@
 /* The first misfit of one field (value, key or headers). Misfits do not
  * stop the reading: the messageId may come later in the text. */
 typedef struct field_err {
-  const char *code;
+  int err; /* 0: none yet */
   char why[224];
 } field_err_t;
 
-static void ferr(field_err_t *e, const char *code, const char *fmt,
-                 const char *a, const char *b, const char *c) {
-  if (e->code)
+static void ferr(field_err_t *e, int err, const char *fmt, const char *a,
+                 const char *b, const char *c) {
+  if (e->err)
     return;
-  e->code = code;
+  e->err = err;
   snprintf(e->why, sizeof(e->why), fmt, a, b, c);
 }
 
@@ -31,8 +31,7 @@ static int is_null(kwp_js_t *js) {
  * but, when given, must name a format type. */
 static void read_kv(kwp_js_t *js, const char *what, kwp_fmt_t fmt,
                     kwp_bytes_t *out, field_err_t *e) {
-  const char *c =
-      !strcmp(what, "key") ? KWP_PERR_INVALID_KEY : KWP_PERR_INVALID_VALUE;
+  int c = !strcmp(what, "key") ? KWP_EBADKEY : KWP_EBADVALUE;
   const char *reason;
   kwp_js_iter_t it;
   kwp_slice_t name, f;
@@ -73,7 +72,7 @@ static void read_header(kwp_js_t *js, kwp_produce_msg_t *m, field_err_t *e) {
   kwp_slice_t name, k = {0}, v = {0};
   int r;
   if (kwp_js_peek(js) != '{') {
-    ferr(e, KWP_PERR_INVALID_HEADERS, need, "", "", "");
+    ferr(e, KWP_EBADHEADERS, need, "", "", "");
     kwp_js_value(js, NULL);
     return;
   }
@@ -90,15 +89,13 @@ static void read_header(kwp_js_t *js, kwp_produce_msg_t *m, field_err_t *e) {
   if (r < 0)
     return;
   if (!k.ptr || !v.ptr) {
-    ferr(e, KWP_PERR_INVALID_HEADERS, need, "", "", "");
+    ferr(e, KWP_EBADHEADERS, need, "", "", "");
   } else if (memchr(k.ptr, 0, k.len)) {
-    ferr(e, KWP_PERR_INVALID_HEADERS, "a header key cannot contain \\u0000", "",
-         "", "");
-  } else if (m->nheaders == KWP_PRODUCE_MAX_HEADERS) {
-    ferr(e, KWP_PERR_INVALID_HEADERS, "too many headers (at most 64)", "", "",
-         "");
+    ferr(e, KWP_EBADHEADERS, "a header key cannot contain \\u0000", "", "", "");
+  } else if (m->nheaders == KWP_MAX_HEADERS) {
+    ferr(e, KWP_EBADHEADERS, "too many headers (at most 64)", "", "", "");
   } else {
-    kwp_produce_header_t *h = &m->headers[m->nheaders++];
+    kwp_header_t *h = &m->headers[m->nheaders++];
     h->key = k.ptr;
     h->key_len = k.len;
     h->value = (const uint8_t *)v.ptr;
@@ -109,7 +106,7 @@ static void read_header(kwp_js_t *js, kwp_produce_msg_t *m, field_err_t *e) {
 static void read_headers(kwp_js_t *js, kwp_produce_msg_t *m, field_err_t *e) {
   kwp_js_iter_t it;
   if (kwp_js_peek(js) != '[') {
-    ferr(e, KWP_PERR_INVALID_HEADERS,
+    ferr(e, KWP_EBADHEADERS,
          "'headers' must be an array of {\"key\",\"value\"} objects", "", "",
          "");
     kwp_js_value(js, NULL);
@@ -143,7 +140,7 @@ static void read_member(kwp_js_t *js, kwp_slice_t name, kwp_fmt_t key_fmt,
     break;
   case F_KEY:
     if (key_fmt == KWP_FMT_NONE) {
-      ferr(&errs[1], KWP_PERR_INVALID_KEY,
+      ferr(&errs[1], KWP_EBADKEY,
            "message has a 'key' but the socket has no keyType", "", "", "");
       kwp_js_value(js, NULL);
     } else {
@@ -159,19 +156,17 @@ static void read_member(kwp_js_t *js, kwp_slice_t name, kwp_fmt_t key_fmt,
   }
 }
 
-static int invalid_json(kwp_produce_msg_t *m, const char **code, char *why,
-                        size_t whylen) {
+static int invalid_json(kwp_produce_msg_t *m, char *why, size_t whylen) {
   char where[128];
   kwp_js_error(&m->js, where, sizeof(where));
   m->message_id.ptr = NULL; /* nothing of an invalid text is trusted */
-  *code = KWP_PERR_INVALID_JSON;
   snprintf(why, whylen, "message is not valid JSON: %s", where);
-  return KWP_EBADREQ;
+  return KWP_EJSON;
 }
 
 int kwp_produce_msg_parse(const char *text, size_t len, kwp_fmt_t key_fmt,
-                          kwp_fmt_t val_fmt, kwp_produce_msg_t *m,
-                          const char **code, char *why, size_t whylen) {
+                          kwp_fmt_t val_fmt, kwp_produce_msg_t *m, char *why,
+                          size_t whylen) {
   kwp_js_t *js = &m->js;
   field_err_t errs[3];
   kwp_js_iter_t it;
@@ -182,30 +177,27 @@ int kwp_produce_msg_parse(const char *text, size_t len, kwp_fmt_t key_fmt,
   memset(&m->message_id, 0, sizeof(m->message_id));
   m->has_key = 0;
   m->nheaders = 0;
-  errs[0].code = errs[1].code = errs[2].code = NULL;
+  errs[0].err = errs[1].err = errs[2].err = 0;
   kwp_js_init(js, text, len);
   if (kwp_js_peek(js) != '{') {
     if (kwp_js_value(js, NULL) < 0 || kwp_js_end(js) < 0)
-      return invalid_json(m, code, why, whylen);
-    *code = KWP_PERR_INVALID_MESSAGE;
+      return invalid_json(m, why, whylen);
     snprintf(why, whylen, "message must be a JSON object");
-    return KWP_EBADREQ;
+    return KWP_EBADMSG;
   }
   kwp_js_object(js, &it);
   while ((r = kwp_js_member(js, &it, &name)) > 0)
     read_member(js, name, key_fmt, val_fmt, m, &seen, errs);
   if (r < 0 || kwp_js_end(js) < 0)
-    return invalid_json(m, code, why, whylen);
+    return invalid_json(m, why, whylen);
   if (!(seen & F_VALUE)) {
-    *code = KWP_PERR_INVALID_MESSAGE;
     snprintf(why, whylen, "message has no 'value'");
-    return KWP_EBADREQ;
+    return KWP_EBADMSG;
   }
   for (int i = 0; i < 3; i++) {
-    if (errs[i].code) {
-      *code = errs[i].code;
+    if (errs[i].err) {
       snprintf(why, whylen, "%s", errs[i].why);
-      return KWP_EBADREQ;
+      return errs[i].err;
     }
   }
   return 0;
@@ -246,8 +238,9 @@ size_t kwp_produce_result_ok(char *buf, const char *topic, size_t topic_len,
   return (size_t)(d - buf);
 }
 
-char *kwp_produce_result_err(const char *id, size_t id_len, const char *code,
+char *kwp_produce_result_err(const char *id, size_t id_len, int err,
                              const char *message) {
+  const char *code = kwp_err_result_code(err);
   json_t *m = json_string(message);
   char *text = m ? json_dumps(m, JSON_ENCODE_ANY) : NULL;
   json_decref(m);

@@ -2,7 +2,7 @@
  * are the hot paths (a 1 KB value per record): they are validated and escaped
  * in one pass into the output buffer; only `json` values are parsed, to be
  * validated. */
-#include "codec/json/consume.h"
+#include "codec/json/json_consume.h"
 
 #include "codec/json/jscan.h"
 #include "codec/ws/ws.h"
@@ -12,37 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* --- buffer --- */
-
-void kwp_sbuf_free(kwp_sbuf_t *b) {
-  free(b->data);
-  memset(b, 0, sizeof(*b));
-}
-
-char *kwp_sbuf_reserve(kwp_sbuf_t *b, size_t n) {
-  if (b->cap - b->len < n) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < n)
-      cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) {
-      b->oom = 1;
-      return NULL;
-    }
-    b->data = d;
-    b->cap = cap;
-  }
-  return b->data + b->len;
-}
-
-void kwp_sbuf_append(kwp_sbuf_t *b, const void *p, size_t n) {
-  char *d = kwp_sbuf_reserve(b, n);
-  if (d) {
-    memcpy(d, p, n);
-    b->len += n;
-  }
-}
 
 #define APPEND_LIT(b, s) kwp_sbuf_append((b), (s), sizeof(s) - 1)
 
@@ -364,7 +333,7 @@ int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
     n = snprintf(msg, sizeof(msg),
                  ",\"error\":\"%s\",\"message\":\"the %s is not a valid %s; "
                  "its bytes are given in base64\"",
-                 bad_value ? KWP_CERR_INVALID_VALUE : KWP_CERR_INVALID_KEY,
+                 kwp_err_result_code(bad_value ? KWP_EBADVALUE : KWP_EBADKEY),
                  bad_value ? "value" : "key",
                  kwp_fmt_name(bad_value ? val_fmt : key_fmt));
     kwp_sbuf_append(out, msg, (size_t)n);
@@ -387,10 +356,10 @@ int kwp_consume_commit_parse(const char *text, size_t len, char *id,
                ? "a commit must not repeat a key"
                : "a commit must be a JSON object "
                  "{\"wsProxyMessageId\": \"...\"}";
-    return KWP_EBADREQ;
+    return KWP_EBADCOMMIT;
   }
   json_t *v = json_object_get(root, "wsProxyMessageId");
-  int rc = KWP_EBADREQ;
+  int rc = KWP_EBADCOMMIT;
   if (!json_is_string(v))
     *why = "'wsProxyMessageId' is missing or not a string";
   else if (json_string_length(v) >= idlen)
@@ -405,10 +374,47 @@ int kwp_consume_commit_parse(const char *text, size_t len, char *id,
   return rc;
 }
 
-int kwp_consume_error(kwp_sbuf_t *out, const char *code, const char *id,
+/* Parse a decimal number (optionally negative) ending at @p end or '-',
+ * written as the proxy writes numbers: "00" or "-0" is in no id it sent. */
+static int parse_num(const char **p, const char *end, int64_t *out) {
+  const char *q = *p;
+  int neg = q < end && *q == '-';
+  uint64_t v = 0;
+  q += neg;
+  const char *digits = q;
+  while (q < end && *q >= '0' && *q <= '9' && q - digits < 19)
+    v = v * 10 + (uint64_t)(*q++ - '0');
+  if (q == digits || (q < end && *q != '-') ||
+      (*digits == '0' && (q - digits > 1 || neg)))
+    return -1;
+  *out = neg ? -(int64_t)v : (int64_t)v;
+  *p = q;
+  return 0;
+}
+
+int kwp_consume_msgid_parse(const char *topic, size_t topic_len, const char *id,
+                            size_t len, kwp_record_ref_t *ref) {
+  const char *end = id + len;
+  int64_t partition, offset, timestamp;
+  if (len <= topic_len + 1 || memcmp(id, topic, topic_len) != 0 ||
+      id[topic_len] != '-')
+    return KWP_EUNKNOWNID;
+  const char *p = id + topic_len + 1;
+  if (parse_num(&p, end, &partition) != 0 || p == end || *p++ != '-' ||
+      parse_num(&p, end, &offset) != 0 || p == end || *p++ != '-' ||
+      parse_num(&p, end, &timestamp) != 0 || p != end || partition < 0 ||
+      partition > INT32_MAX)
+    return KWP_EUNKNOWNID;
+  ref->partition = (int32_t)partition;
+  ref->offset = offset;
+  ref->timestamp = timestamp;
+  return 0;
+}
+
+int kwp_consume_error(kwp_sbuf_t *out, int err, const char *id,
                       const char *message) {
   APPEND_LIT(out, "{\"error\":\"");
-  append_str(out, code);
+  append_str(out, kwp_err_result_code(err));
   APPEND_LIT(out, "\"");
   if (id) {
     APPEND_LIT(out, ",\"wsProxyMessageId\":");
