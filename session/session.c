@@ -9,6 +9,7 @@
 
 #include "core/base/error.h"
 #include "core/base/log.h"
+#include "core/kafka/kadmin.h"
 #include "core/kafka/kbridge.h"
 #include "core/net/worker.h"
 
@@ -103,133 +104,21 @@ static uint64_t now_ms(void) {
 
 /* --- the topic --- */
 
-/* librdkafka's blocking calls cannot be interrupted: the topic setup waits
- * in slices of this, so a SIGTERM during it waits for one slice rather than
- * a whole kafka-client.metadata-timeout (it took 6.5 s of an 8 s one). */
-#define SETUP_SLICE_MS 500
-
-static int slice_ms(uint64_t deadline) {
-  uint64_t now = now_ms();
-  return now >= deadline                   ? 1
-         : deadline - now > SETUP_SLICE_MS ? SETUP_SLICE_MS
-                                           : (int)(deadline - now);
-}
-
-/* The result of an admin request on @p q, waited for in slices: NULL after
- * @p tmo + 1 s (the request's own timeout plus its way back) or once
- * @p stop is set. */
-static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int64_t tmo,
-                                    atomic_int *stop) {
-  uint64_t deadline = now_ms() + (uint64_t)tmo + 1000;
-  rd_kafka_event_t *ev;
-  while (!(ev = rd_kafka_queue_poll(q, slice_ms(deadline))) &&
-         now_ms() < deadline && !atomic_load(stop))
-    ;
-  return ev;
-}
-
-static int topic_describe(rd_kafka_t *rk, const char *topic, int64_t tmo,
-                          atomic_int *stop, int *partitions, int *brokers,
-                          char *errbuf, size_t errlen) {
-  const rd_kafka_metadata_t *md;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-  uint64_t deadline = now_ms() + (uint64_t)tmo;
-  rd_kafka_resp_err_t err;
-  do
-    err = rd_kafka_metadata(rk, 0, rkt, &md, slice_ms(deadline));
-  while (err == RD_KAFKA_RESP_ERR__TIMED_OUT && now_ms() < deadline &&
-         !atomic_load(stop));
-  rd_kafka_topic_destroy(rkt);
-  if (err) {
-    snprintf(errbuf, errlen, "metadata: %s", rd_kafka_err2str(err));
-    return -1;
-  }
-  *brokers = md->broker_cnt;
-  *partitions = 0;
-  if (md->topic_cnt == 1 && md->topics[0].err == 0)
-    *partitions = md->topics[0].partition_cnt;
-  rd_kafka_metadata_destroy(md);
-  return 0;
-}
-
-static int topic_create(rd_kafka_t *rk, const kwp_config_t *cfg, int brokers,
-                        int64_t tmo, atomic_int *stop, char *errbuf,
-                        size_t errlen) {
+/* The state topic: compacted, one partition, replicated as configured (the
+ * reference ignored topic-replication-factor; we honour it, up to the
+ * brokers there are). */
+static int state_topic_create(rd_kafka_t *rk, const kwp_config_t *cfg,
+                              int brokers, int64_t tmo, atomic_int *stop,
+                              char *errbuf, size_t errlen) {
   char retention[32];
   int64_t rf = cfg->session_handler.topic_replication_factor;
-  if (rf > brokers)
-    rf = brokers; /* the reference ignored this setting; we honour it */
   snprintf(retention, sizeof(retention), "%lld",
            (long long)cfg->session_handler.topic_retention_ms);
-  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(
-      cfg->session_handler.topic_name, 1, (int)rf, errbuf, errlen);
-  if (!nt)
-    return -1;
-  rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
-  rd_kafka_NewTopic_set_config(nt, "retention.ms", retention);
-  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-  rd_kafka_AdminOptions_t *o =
-      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-  rd_kafka_AdminOptions_set_operation_timeout(o, (int)tmo, NULL, 0);
-  rd_kafka_CreateTopics(rk, &nt, 1, o, q);
-  rd_kafka_event_t *ev = admin_wait(q, tmo, stop);
-  int rc = -1;
-  if (!ev) {
-    snprintf(errbuf, errlen, "CreateTopics timed out");
-  } else if (rd_kafka_event_error(ev)) {
-    snprintf(errbuf, errlen, "CreateTopics: %s",
-             rd_kafka_event_error_string(ev));
-  } else {
-    size_t n;
-    const rd_kafka_topic_result_t **r = rd_kafka_CreateTopics_result_topics(
-        rd_kafka_event_CreateTopics_result(ev), &n);
-    rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(r[0]) : 0;
-    rc = e == 0 || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS ? 0 : -1;
-    if (rc)
-      snprintf(errbuf, errlen, "CreateTopics: %s",
-               rd_kafka_topic_result_error_string(r[0]));
-  }
-  if (ev)
-    rd_kafka_event_destroy(ev);
-  rd_kafka_AdminOptions_destroy(o);
-  rd_kafka_queue_destroy(q);
-  rd_kafka_NewTopic_destroy(nt);
-  return rc;
-}
-
-/* The topic's cleanup.policy, into @p policy ("" when it could not be
- * read: no DescribeConfigs permission, a timeout). */
-static void topic_policy(rd_kafka_t *rk, const char *topic, int64_t tmo,
-                         atomic_int *stop, char *policy, size_t len) {
-  rd_kafka_ConfigResource_t *res =
-      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
-  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-  rd_kafka_AdminOptions_t *o =
-      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-  rd_kafka_AdminOptions_set_request_timeout(o, (int)tmo, NULL, 0);
-  rd_kafka_DescribeConfigs(rk, &res, 1, o, q);
-  rd_kafka_event_t *ev = admin_wait(q, tmo, stop);
-  const rd_kafka_DescribeConfigs_result_t *r =
-      ev && !rd_kafka_event_error(ev)
-          ? rd_kafka_event_DescribeConfigs_result(ev)
-          : NULL;
-  size_t n = 0, ne = 0;
-  const rd_kafka_ConfigResource_t **rs =
-      r ? rd_kafka_DescribeConfigs_result_resources(r, &n) : NULL;
-  const rd_kafka_ConfigEntry_t **es =
-      n == 1 && !rd_kafka_ConfigResource_error(rs[0])
-          ? rd_kafka_ConfigResource_configs(rs[0], &ne)
-          : NULL;
-  *policy = 0;
-  for (size_t i = 0; i < ne; i++)
-    if (!strcmp(rd_kafka_ConfigEntry_name(es[i]), "cleanup.policy") &&
-        rd_kafka_ConfigEntry_value(es[i]))
-      snprintf(policy, len, "%s", rd_kafka_ConfigEntry_value(es[i]));
-  if (ev)
-    rd_kafka_event_destroy(ev);
-  rd_kafka_AdminOptions_destroy(o);
-  rd_kafka_queue_destroy(q);
-  rd_kafka_ConfigResource_destroy(res);
+  const char *const configs[] = {"cleanup.policy", "compact", "retention.ms",
+                                 retention, NULL};
+  return kwp_kadmin_create(rk, cfg->session_handler.topic_name, 1,
+                           (int)(rf > brokers ? brokers : rf), configs, tmo,
+                           stop, errbuf, errlen);
 }
 
 /* A topic made by hand or by auto-creation may delete instead of compact:
@@ -239,7 +128,8 @@ static void topic_policy(rd_kafka_t *rk, const char *topic, int64_t tmo,
  * the reference never checked, and retention may be long enough. */
 static void topic_policy_check(kwp_session_t *s, rd_kafka_t *rk, int64_t tmo) {
   char policy[64];
-  topic_policy(rk, s->topic, tmo, &s->stopping, policy, sizeof(policy));
+  kwp_kadmin_topic_config(rk, s->topic, "cleanup.policy", tmo, &s->stopping,
+                          policy, sizeof(policy));
   if (!*policy)
     KWP_LOG(KWP_LOG_INFO, "session",
             "could not read the cleanup.policy of the state topic %s",
@@ -287,8 +177,8 @@ static int topic_ensure(kwp_session_t *s, int64_t retries, int *created,
                            : 0);
     while (now_ms() < wake && !atomic_load(&s->stopping))
       usleep(20000);
-    if (topic_describe(rk, s->topic, tmo, &s->stopping, &partitions, &brokers,
-                       why, sizeof(why)) != 0)
+    if (kwp_kadmin_describe(rk, s->topic, tmo, &s->stopping, &partitions,
+                            &brokers, why, sizeof(why)) != 0)
       continue;
     if (partitions == 1) {
       topic_policy_check(s, rk, tmo);
@@ -303,8 +193,8 @@ static int topic_ensure(kwp_session_t *s, int64_t retries, int *created,
       rd_kafka_destroy(rk);
       return -1;
     }
-    if (topic_create(rk, cfg, brokers ? brokers : 1, tmo, &s->stopping, why,
-                     sizeof(why)) == 0) {
+    if (state_topic_create(rk, cfg, brokers ? brokers : 1, tmo, &s->stopping,
+                           why, sizeof(why)) == 0) {
       KWP_LOG(KWP_LOG_INFO, "session", "created the state topic %s", s->topic);
       *created = 1;
     }
