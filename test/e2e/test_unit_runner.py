@@ -43,7 +43,7 @@ def sanitizers():
             "ubsan": b"__ubsan_handle" in data}
 
 
-def run(args, selftest=True, timeout=30, extra_env=None):
+def run(args, selftest=True, timeout=15, extra_env=None):
     if not os.path.exists(unit_bin()):
         pytest.fail("no unit-test binary at %s (make all)" % unit_bin())
     env = {k: v for k, v in os.environ.items()
