@@ -1,15 +1,22 @@
-/* Minimal unit-test framework: each test is a void function; ASSERT* abort the
- * current test (longjmp) and mark it failed. Tests are listed per module in
+/* Minimal unit-test framework: each test is a void function run in its own
+ * process by test/unit/runner.c; ASSERT* print why on stderr and end that
+ * process, which marks the test failed. Tests are listed per module in
  * test/unit/list_<module>.h as KWP_TEST_ENTRY(name) lines. */
 #ifndef KWP_UNIT_H
 #define KWP_UNIT_H
 
-#include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
 
-extern jmp_buf kwp_unit_jmp;
+/* The name of the test running in this process. */
 extern const char *kwp_unit_current;
+
+/**
+ * Mark the current test failed and end its process at once (_exit: no atexit
+ * handlers, so no leak report for what the interrupted test still held).
+ * @locality any thread of the test's process
+ */
+_Noreturn void kwp_unit_fail(void);
 
 #define KWP_TEST(name) void kwp_test_##name(void)
 
@@ -18,7 +25,7 @@ extern const char *kwp_unit_current;
     if (!(cond)) {                                                             \
       fprintf(stderr, "  %s: %s:%d: assertion failed: %s\n", kwp_unit_current, \
               __FILE__, __LINE__, #cond);                                      \
-      longjmp(kwp_unit_jmp, 1);                                                \
+      kwp_unit_fail();                                                         \
     }                                                                          \
   } while (0)
 
@@ -28,7 +35,7 @@ extern const char *kwp_unit_current;
     if (a_ != b_) {                                                            \
       fprintf(stderr, "  %s: %s:%d: %s == %s failed: %lld != %lld\n",          \
               kwp_unit_current, __FILE__, __LINE__, #a, #b, a_, b_);           \
-      longjmp(kwp_unit_jmp, 1);                                                \
+      kwp_unit_fail();                                                         \
     }                                                                          \
   } while (0)
 
@@ -39,7 +46,7 @@ extern const char *kwp_unit_current;
       fprintf(stderr, "  %s: %s:%d: %s == %s failed: \"%s\" != \"%s\"\n",      \
               kwp_unit_current, __FILE__, __LINE__, #a, #b,                    \
               a_ ? a_ : "(null)", b_ ? b_ : "(null)");                         \
-      longjmp(kwp_unit_jmp, 1);                                                \
+      kwp_unit_fail();                                                         \
     }                                                                          \
   } while (0)
 
