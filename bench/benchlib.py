@@ -4,6 +4,7 @@ old-against-new table of the compare mode (KWP_BENCH_BASELINE)."""
 
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +26,11 @@ TOLERANCE = 0.05
 
 def bench_broker(extra_props=None):
     """The benchmarks' broker: run with the JVM settings of Kafka's own start
-    scripts rather than the test suite's small heap."""
+    scripts rather than the test suite's small heap. SIGTERM becomes
+    SystemExit from here on, so the drivers' `finally` stops the broker: it
+    runs in a session of its own, and a make killed with its process group
+    (SIGTERM) left the 1 GB JVM running."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return KafkaBroker(extra_props=extra_props,
                        jvm_opts=KAFKA_SCRIPT_JVM_OPTS)
 
