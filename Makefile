@@ -1,6 +1,6 @@
 # kafka-ws-proxy: plain Makefile, objects under build/ (build-<sanitizer>/ for
-# sanitized builds). Targets: all run test unit e2e bench fuzz format
-# format-check clean setup.
+# sanitized builds). Targets: all run test unit e2e bench bench-compare fuzz
+# format format-check clean setup.
 
 CC       ?= cc
 OPT      ?= -O2 -g
@@ -51,7 +51,7 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FORMAT_SRC := $(sort $(shell find $(LIB_DIRS) -name '*.[ch]' 2>/dev/null) $(wildcard cmd/*.c test/*.h test/unit/*.[ch] bench/*.c test/fuzz/*.c))
 
-.PHONY: all run test unit unit-asan e2e bench fuzz format format-check clean setup
+.PHONY: all run test unit unit-asan e2e bench bench-compare fuzz format format-check clean setup
 
 all: $(BIN) $(UNIT_BIN)
 
@@ -112,6 +112,30 @@ bench: setup $(BIN) $(BENCH_BIN)
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/produce_run.py
 	$(PYTHON) bench/consume_run.py
+
+# The proxy CPU per record of an older commit against this tree's build, in
+# the same run (bench/README.md, "Comparing two commits"). OLD is checked out
+# in a temporary worktree outside build/ (this Makefile includes every .d file
+# under build/), only its proxy is built there, with this make's command-line
+# variables, and the worktree is removed whatever happens.
+ifneq ($(filter bench-compare,$(MAKECMDGOALS)),)
+ifeq ($(OLD),)
+$(error usage: make bench-compare OLD=<commit-ish>)
+endif
+endif
+
+bench-compare: setup $(BIN) $(BENCH_BIN)
+	@sha=$$(git rev-parse --verify -q --short=12 '$(OLD)^{commit}') || \
+	  { echo "bench-compare: OLD=$(OLD) is not a commit" >&2; exit 2; }; \
+	wt=$${TMPDIR:-/tmp}/kwp-bench-old-$$sha-$$$$; \
+	trap 'git worktree remove --force "$$wt" 2>/dev/null || rm -rf "$$wt"; git worktree prune' EXIT; \
+	trap 'exit 130' INT TERM HUP; \
+	git worktree add -q --detach "$$wt" $$sha && \
+	$(MAKE) -C "$$wt" $(BIN) && \
+	echo "bench-compare: old $$sha ($$wt/$(BIN)), new $(BIN)" && { rc=0; \
+	KWP_BENCH_BASELINE="$$wt/$(BIN)" KWP_BIN=$(BIN) $(PYTHON) bench/produce_run.py || rc=1; \
+	KWP_BENCH_BASELINE="$$wt/$(BIN)" KWP_BIN=$(BIN) $(PYTHON) bench/consume_run.py || rc=1; \
+	exit $$rc; }
 
 # libFuzzer targets. Needs clang with its runtime (Debian: clang-14
 # libclang-rt-14-dev, which `test/setup.sh --fuzz` installs). Builds each

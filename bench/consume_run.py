@@ -6,9 +6,13 @@ direct consumers get the same prefetch limits with --set, and once more
 librdkafka's own (see bench/README.md). Prints markdown tables and writes
 build/bench/consume_results.json. KWP_BENCH_SCALE scales record counts and
 latency run lengths; KWP_BENCH_PERF=1 adds a profiled 1 KB x 1 socket proxy
-run (perf record -g) after the measured ones."""
+run (perf record -g) after the measured ones.
 
-import hashlib
+With KWP_BENCH_BASELINE=<an older proxy binary> it compares that proxy with
+KWP_BIN's instead: both run side by side against one broker and read the
+1 KB topic with one socket in KWP_BENCH_PAIRS alternating rounds each (proxy
+CPU per record; nothing else); build/bench/consume_compare_results.json."""
+
 import json
 import os
 import shutil
@@ -21,7 +25,8 @@ import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from benchlib import (bench_broker, cpu_seconds, free_port,  # noqa: E402
+from benchlib import (BASELINE, bench_broker, binary_info,  # noqa: E402
+                      compare_row, cpu_seconds, free_port, print_compare,
                       print_cpu_table, status_kb, wait_ready)
 
 TOOL = os.path.join(ROOT, "build", "bench", "consume_bench")
@@ -29,9 +34,11 @@ PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
 # The proxy runs from a private copy: a rebuild of PROXY during the run
 # neither changes the binary half-way nor hides perf's symbols.
 PROXY_RUN = os.path.join(ROOT, "build", "bench", "consume_proxy.bin")
+BASELINE_RUN = os.path.join(ROOT, "build", "bench", "consume_baseline.bin")
 OUT = os.path.join(ROOT, "build", "bench")
 SCALE = float(os.environ.get("KWP_BENCH_SCALE", "1"))
 PERF = os.environ.get("KWP_BENCH_PERF", "") not in ("", "0")
+PAIRS = int(os.environ.get("KWP_BENCH_PAIRS", "5"))  # the compare mode's
 
 # The prefetch limits core/consume/consume.c (small_buffers) gives every socket's
 # consumer unless consumer.kafka-client-properties set them; the direct
@@ -92,9 +99,9 @@ def run_tool(what, args, timeout=300):
 
 
 class Proxy:
-    def __init__(self, bootstrap, props, log):
+    def __init__(self, bootstrap, props, log, binary=PROXY_RUN):
         self.port = free_port()
-        args = [PROXY_RUN]
+        args = [binary]
         if props:  # replaces consumer.kafka-client-properties
             path = os.path.join(OUT, "consume_proxy.conf")
             with open(path, "w") as f:
@@ -135,18 +142,6 @@ class Proxy:
             return self.proc.wait()
 
 
-def proxy_build():
-    """Which binary: its mtime and hash, and the tree it came from."""
-    with open(PROXY_RUN, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    head = subprocess.run(["git", "-C", ROOT, "describe", "--always",
-                           "--dirty"], capture_output=True, text=True)
-    return {"path": PROXY, "sha256": digest,
-            "mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(
-                os.path.getmtime(PROXY))),
-            "repo": head.stdout.strip() or "?"}
-
-
 def librdkafka_at_least(version, want):
     try:
         return tuple(int(x) for x in version.split(".")[:2]) >= want
@@ -154,11 +149,13 @@ def librdkafka_at_least(version, want):
         return False
 
 
-def throughput(b, proxy, props, tpc, size, conns, batch=0, direct=True):
+def throughput(b, proxy, props, tpc, size, conns, batch=0, direct=True,
+               tag=""):
     """Direct with the proxy's settings, direct with librdkafka's own
-    (no --set), then through the proxy; the same topic, fresh groups."""
-    what = "%d B x %d socket(s)%s" % (size, conns,
-                                      " batchSize=%d" % batch if batch else "")
+    (no --set), then through the proxy; the same topic, fresh groups.
+    @tag names the proxy in notes and problems (the compare mode's two)."""
+    what = "%s%d B x %d socket(s)%s" % (
+        tag, size, conns, " batchSize=%d" % batch if batch else "")
     base = ["--bootstrap", b.bootstrap, "--topic", tpc, "--size", str(size),
             "--connections", str(conns), "--seconds", str(CAP_SECONDS)]
     r = {"size": size, "connections": conns, "batch": batch}
@@ -421,7 +418,7 @@ def main():
     results = {"machine": {"nproc": os.cpu_count(),
                            "note": "broker (JVM), proxy and load generator "
                                    "share the machine's cores"},
-               "proxy_bin": proxy_build(), "scale": SCALE, "fill": [],
+               "proxy_bin": binary_info(PROXY), "scale": SCALE, "fill": [],
                "throughput": []}
     proxy = None
     topics = {}
@@ -575,5 +572,110 @@ def main():
     return 1 if problems else 0
 
 
+def compare_rounds(b, proxies, tpc, size):
+    """PAIRS rounds of each proxy reading all of @tpc with one socket, the
+    old and the new alternating which goes first (old new, new old, ...)."""
+    runs = {"old": [], "new": []}
+    for i in range(PAIRS):
+        for side in ("old", "new") if i % 2 == 0 else ("new", "old"):
+            r = throughput(b, proxies[side], None, tpc, size, 1,
+                           direct=False, tag="%s proxy, round %d: " % (
+                               side, i + 1))
+            r["round"] = i
+            runs[side].append(r)
+
+    def rates(side):
+        return [r["proxy"]["msgs_per_sec"] if r.get("proxy") else None
+                for r in runs[side]]
+
+    row = compare_row("consume %d B x 1" % size,
+                      [r.get("proxy_cpu_s_per_M") for r in runs["old"]],
+                      [r.get("proxy_cpu_s_per_M") for r in runs["new"]],
+                      rates("old"), rates("new"))
+    row.update(size=size, connections=1, runs=runs)
+    return row
+
+
+def compare_main():
+    """The compare mode: the proxy CPU per million records of BASELINE (old)
+    and PROXY (new), both running against one broker, reading the 1 KB
+    topic with one socket."""
+    t_start = time.monotonic()
+    load0 = os.getloadavg()
+    old_bin = os.path.abspath(BASELINE)
+    for path in (old_bin, PROXY):
+        if not os.access(path, os.X_OK):
+            print("consume_run: no proxy binary at %s" % path, file=sys.stderr)
+            return 2
+    os.makedirs(OUT, exist_ok=True)
+    shutil.copy2(old_bin, BASELINE_RUN)
+    shutil.copy2(PROXY, PROXY_RUN)
+    size, count = FILL[1]
+    results = {"machine": {"nproc": os.cpu_count()}, "pairs": PAIRS,
+               "scale": SCALE, "old": binary_info(old_bin),
+               "new": binary_info(PROXY), "cases": []}
+    b = bench_broker(REBALANCE)
+    b.start()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    logs = {side: open(os.path.join(OUT, "consume_%s_proxy.log" % side), "w")
+            for side in ("old", "new")}
+    proxies = {}
+    try:
+        tpc = topic(admin, 16)
+        results["fill"] = run_tool("fill %d B" % size, [
+            "--mode", "fill", "--bootstrap", b.bootstrap, "--topic", tpc,
+            "--count", str(int(count * SCALE)), "--size", str(size)])
+        if results["fill"]:
+            proxies["old"] = Proxy(b.bootstrap, None, logs["old"],
+                                   BASELINE_RUN)
+            proxies["new"] = Proxy(b.bootstrap, None, logs["new"])
+            # Unmeasured, one read each: the broker's JVM compiles its fetch
+            # path, each proxy its first consumer.
+            results["warmup"] = [
+                throughput(b, proxies[side], None, tpc, size, 1,
+                           direct=False, tag="%s proxy, warm-up: " % side)
+                for side in ("old", "new")]
+            results["cases"].append(compare_rounds(b, proxies, tpc, size))
+        results["exit"] = {}
+        for side in list(proxies):
+            results["exit"][side] = proxies.pop(side).stop()
+            if results["exit"][side] != 0:
+                problems.append("%s proxy: exit status %s after SIGTERM" % (
+                    side, results["exit"][side]))
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+        del admin
+        b.cleanup()
+        for log in logs.values():
+            log.close()
+    results["seconds"] = time.monotonic() - t_start
+    results["loadavg"] = {"start": load0, "end": os.getloadavg()}
+    fill = results.get("fill") or {}
+    print_compare(
+        "consume, old and new proxy side by side, %d rounds of each (old "
+        "first in odd rounds, new first in even ones), %s x %d B on 16 "
+        "partitions read by one socket per run (connecting, joining the "
+        "group and closing included), %d cores, load average %.2f at the "
+        "start, %.2f at the end" % (
+            PAIRS, fill.get("acked", "?"), size, os.cpu_count(), load0[0],
+            results["loadavg"]["end"][0]),
+        results["old"], results["new"], results["cases"])
+    print("\ntotal %.0f s" % results["seconds"])
+    results["problems"] = problems
+    results["odd"] = odd
+    with open(os.path.join(OUT, "consume_compare_results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    if odd:
+        print("\nNOTES:")
+        for n in odd:
+            print("- " + n)
+    if problems:
+        print("\nPROBLEMS:")
+        for p in problems:
+            print("- " + p)
+    return 1 if problems else 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(compare_main() if BASELINE else main())

@@ -2,7 +2,12 @@
 """Producer benchmark: through the proxy (/socket/in) vs a direct librdkafka
 producer with the same settings, in the same run, against the same real
 Kafka broker (test/kafka/broker.py). Prints a markdown table and writes
-build/bench/produce_results.json. KWP_BENCH_SCALE scales message counts."""
+build/bench/produce_results.json. KWP_BENCH_SCALE scales message counts.
+
+With KWP_BENCH_BASELINE=<an older proxy binary> it compares that proxy with
+KWP_BIN's instead: both run side by side against one broker, and each case
+measures them in alternating rounds (proxy CPU per record; no direct client,
+no latency); build/bench/produce_compare_results.json."""
 
 import json
 import os
@@ -14,8 +19,9 @@ import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from benchlib import (bench_broker, cpu_seconds, free_port,  # noqa: E402
-                      print_cpu_table, status_kb, wait_ready)
+from benchlib import (BASELINE, bench_broker, binary_info,  # noqa: E402
+                      compare_row, cpu_seconds, free_port, median,
+                      print_compare, print_cpu_table, status_kb, wait_ready)
 
 TOOL = os.path.join(ROOT, "build", "bench", "produce_bench")
 PROXY = os.path.join(ROOT, os.environ.get("KWP_BIN", "build/kafka-ws-proxy"))
@@ -32,6 +38,8 @@ LAT_RATE = 5000
 BROKER = {"log.segment.delete.delay.ms": "0"}
 LAT_ROUNDS = 5
 LAT_KEYS = ("p50_us", "p99_us", "p999_us")
+CASES = ((100, 500000), (1000, 300000))  # value bytes, records per run
+SOCKETS = (1, 16)
 
 
 def topic(admin):
@@ -87,12 +95,6 @@ def latency_round(admin, b, port, secs):
     r = {"direct": finish_tool(d, d_args), "proxy": finish_tool(p, p_args)}
     r["added_us"] = {k: r["proxy"][k] - r["direct"][k] for k in LAT_KEYS}
     return r
-
-
-def median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if len(xs) % 2 else \
-        (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 
 
 def case(admin, b, proxy, port, size, n, conns):
@@ -155,13 +157,16 @@ def latency_set(admin, b, port):
                                 for k in LAT_KEYS}}
 
 
-def start_proxy(b, port):
+def start_proxy(b, port, binary=PROXY, log="produce_proxy.log"):
+    # Each proxy its own server-id: two side by side (the compare mode) are
+    # two nodes of one cluster, and the session handler refuses a duplicate.
     env = dict(os.environ, WSPROXY_PORT=str(port),
+               WSPROXY_SERVER_ID="bench-%d" % port,
                WSPROXY_BIND_INTERFACE="127.0.0.1",
                WSPROXY_KAFKA_BOOTSTRAP_HOSTS=b.bootstrap,
                WSPROXY_WS_KEEP_ALIVE_INTERVAL="0")
-    log = open(os.path.join(ROOT, "build", "bench", "produce_proxy.log"), "w")
-    proxy = subprocess.Popen([PROXY], env=env, stderr=log)
+    log = open(os.path.join(ROOT, "build", "bench", log), "w")
+    proxy = subprocess.Popen([binary], env=env, stderr=log)
     wait_ready(proxy, port)
     return proxy
 
@@ -204,10 +209,9 @@ def main():
                       str(int(WARM_RECORDS * SCALE)), "--size", "1000",
                       "--connections", "16"])
             drop(admin, warm)
-        sizes = () if LATENCY_ONLY else ((100, 500000), (1000, 300000))
-        for size, count in sizes:
+        for size, count in () if LATENCY_ONLY else CASES:
             n = str(int(count * SCALE))
-            for conns in (1, 16):
+            for conns in SOCKETS:
                 results["throughput"].append(
                     case(admin, b, proxy, port, size, n, conns))
         results["latency"] = latency_set(admin, b, port)
@@ -249,5 +253,110 @@ def main():
     return 0 if results["proxy_exit"] == 0 else 1
 
 
+def compare_case(admin, proxies, size, n, conns):
+    """PAIRS rounds of each proxy, the old and the new, alternating which
+    goes first (old new, new old, ...: a drift of the machine over the case
+    falls on both), each run on a fresh topic."""
+    runs = {"old": [], "new": []}
+    for i in range(PAIRS):
+        for side in ("old", "new") if i % 2 == 0 else ("new", "old"):
+            proxy, port = proxies[side]
+            t = topic(admin)
+            c0 = cpu_seconds(proxy.pid)
+            r = run_tool(["--mode", "ws", "--port", str(port), "--topic", t,
+                          "--count", n, "--size", str(size),
+                          "--connections", str(conns)])
+            r["proxy_cpu_s"] = cpu_seconds(proxy.pid) - c0
+            r["cpu_s_per_M"] = r["proxy_cpu_s"] / r["acked"] * 1e6
+            r["round"] = i
+            runs[side].append(r)
+            drop(admin, t)
+            if proxy.poll() is not None:
+                raise RuntimeError("the %s proxy died (exit %s)" % (
+                    side, proxy.returncode))
+    row = compare_row("produce %d B x %d" % (size, conns),
+                      [r["cpu_s_per_M"] for r in runs["old"]],
+                      [r["cpu_s_per_M"] for r in runs["new"]],
+                      [r["msgs_per_sec"] for r in runs["old"]],
+                      [r["msgs_per_sec"] for r in runs["new"]])
+    row.update(size=size, connections=conns, records=int(n), runs=runs)
+    return row
+
+
+def compare_main():
+    """The compare mode: the proxy CPU per million records of BASELINE (old)
+    and PROXY (new), both running against one broker, every case."""
+    t_start = time.monotonic()
+    load0 = os.getloadavg()
+    old_bin = os.path.abspath(BASELINE)
+    for path in (old_bin, PROXY):
+        if not os.access(path, os.X_OK):
+            print("produce_run: no proxy binary at %s" % path, file=sys.stderr)
+            return 2
+    results = {"machine": {"nproc": os.cpu_count()}, "pairs": PAIRS,
+               "scale": SCALE, "old": binary_info(old_bin),
+               "new": binary_info(PROXY), "cases": []}
+    b = bench_broker(BROKER)
+    b.start()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    proxies = {}
+    try:
+        for side, binary in (("old", old_bin), ("new", PROXY)):
+            port = free_port()
+            proxies[side] = (start_proxy(b, port, binary,
+                                         "produce_%s_proxy.log" % side), port)
+        # Warm-up, unmeasured, the same for both: their shared producers
+        # connect, and the broker JVM compiles its hot paths (a fresh one is
+        # markedly slower for its first few hundred MB).
+        warm = str(int(WARM_RECORDS * SCALE))
+        for side in ("old", "new"):
+            t = topic(admin)
+            run_tool(["--mode", "ws", "--port", str(proxies[side][1]),
+                      "--topic", t, "--count", "2000", "--connections", "4"])
+            drop(admin, t)
+        t = topic(admin)
+        run_tool(["--mode", "direct", "--bootstrap", b.bootstrap, "--topic",
+                  t, "--count", warm, "--size", "1000"])
+        drop(admin, t)
+        for side in ("old", "new"):
+            t = topic(admin)
+            run_tool(["--mode", "ws", "--port", str(proxies[side][1]),
+                      "--topic", t, "--count", warm, "--size", "1000",
+                      "--connections", "16"])
+            drop(admin, t)
+        for size, count in CASES:
+            for conns in SOCKETS:
+                results["cases"].append(compare_case(
+                    admin, proxies, size, str(int(count * SCALE)), conns))
+    finally:
+        results["exit"] = {}
+        for side, (proxy, _) in proxies.items():
+            if proxy.poll() is None:
+                proxy.send_signal(signal.SIGTERM)
+            try:
+                results["exit"][side] = proxy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proxy.kill()
+                results["exit"][side] = "no exit within 30 s of SIGTERM"
+        del admin  # before the broker goes: no reconnect noise
+        b.cleanup()
+    results["seconds"] = time.monotonic() - t_start
+    results["loadavg"] = {"start": load0, "end": os.getloadavg()}
+    print_compare(
+        "produce, old and new proxy side by side, %d rounds of each per case "
+        "(old first in odd rounds, new first in even ones), %d cores, load "
+        "average %.2f at the start, %.2f at the end; records per run: %s" % (
+            PAIRS, os.cpu_count(), load0[0], results["loadavg"]["end"][0],
+            ", ".join("%d x %d B" % (int(c * SCALE), s) for s, c in CASES)),
+        results["old"], results["new"], results["cases"])
+    print("\nproxies' exit status after SIGTERM: old %s, new %s; total %.0f s"
+          % (results["exit"].get("old"), results["exit"].get("new"),
+             results["seconds"]))
+    with open(os.path.join(ROOT, "build", "bench",
+                           "produce_compare_results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    return 0 if results["exit"] == {"old": 0, "new": 0} else 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(compare_main() if BASELINE else main())
