@@ -38,8 +38,8 @@ static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int64_t tmo,
 }
 
 int kwp_kadmin_describe(rd_kafka_t *rk, const char *topic, int64_t tmo,
-                          atomic_int *stop, int *partitions, int *brokers,
-                          char *errbuf, size_t errlen) {
+                        atomic_int *stop, int *partitions, int *brokers,
+                        char *errbuf, size_t errlen) {
   const rd_kafka_metadata_t *md;
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
   uint64_t deadline = now_ms() + (uint64_t)tmo;
@@ -62,9 +62,8 @@ int kwp_kadmin_describe(rd_kafka_t *rk, const char *topic, int64_t tmo,
 }
 
 int kwp_kadmin_create(rd_kafka_t *rk, const char *topic, int partitions,
-                      int replication, const char *const *configs,
-                      int64_t tmo, atomic_int *stop, char *errbuf,
-                      size_t errlen) {
+                      int replication, const char *const *configs, int64_t tmo,
+                      atomic_int *stop, char *errbuf, size_t errlen) {
   rd_kafka_NewTopic_t *nt =
       rd_kafka_NewTopic_new(topic, partitions, replication, errbuf, errlen);
   if (!nt)
@@ -101,9 +100,9 @@ int kwp_kadmin_create(rd_kafka_t *rk, const char *topic, int partitions,
   return rc;
 }
 
-void kwp_kadmin_topic_config(rd_kafka_t *rk, const char *topic,
-                             const char *key, int64_t tmo, atomic_int *stop,
-                             char *out, size_t len) {
+void kwp_kadmin_topic_config(rd_kafka_t *rk, const char *topic, const char *key,
+                             int64_t tmo, atomic_int *stop, char *out,
+                             size_t len) {
   rd_kafka_ConfigResource_t *res =
       rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
   rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
@@ -134,4 +133,3 @@ void kwp_kadmin_topic_config(rd_kafka_t *rk, const char *topic,
   rd_kafka_queue_destroy(q);
   rd_kafka_ConfigResource_destroy(res);
 }
-

@@ -25,14 +25,13 @@ int kwp_kadmin_describe(rd_kafka_t *rk, const char *topic, int64_t tmo,
  * @returns 0 (also when it exists already), or -1 with @p errbuf filled.
  */
 int kwp_kadmin_create(rd_kafka_t *rk, const char *topic, int partitions,
-                      int replication, const char *const *configs,
-                      int64_t tmo, atomic_int *stop, char *errbuf,
-                      size_t errlen);
+                      int replication, const char *const *configs, int64_t tmo,
+                      atomic_int *stop, char *errbuf, size_t errlen);
 
 /** @p topic's configuration @p key into @p out ("" when it could not be
  * read: no DescribeConfigs permission, a timeout). */
-void kwp_kadmin_topic_config(rd_kafka_t *rk, const char *topic,
-                             const char *key, int64_t tmo, atomic_int *stop,
-                             char *out, size_t len);
+void kwp_kadmin_topic_config(rd_kafka_t *rk, const char *topic, const char *key,
+                             int64_t tmo, atomic_int *stop, char *out,
+                             size_t len);
 
 #endif

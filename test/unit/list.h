@@ -3,5 +3,6 @@
 #include "test/unit/list_config.h"
 #include "test/unit/list_consume.h"
 #include "test/unit/list_core.h"
+#include "test/unit/list_payload.h"
 #include "test/unit/list_produce.h"
 #include "test/unit/list_session.h"

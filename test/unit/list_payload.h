@@ -1,0 +1,11 @@
+/* the payload-format seam, the error vocabulary and the dialect registry */
+KWP_TEST_ENTRY(payload_find)
+KWP_TEST_ENTRY(payload_json_produce_decode)
+KWP_TEST_ENTRY(payload_json_produce_result)
+KWP_TEST_ENTRY(payload_json_commit_decode)
+KWP_TEST_ENTRY(payload_json_record_batch)
+KWP_TEST_ENTRY(ws_frame_into_buffer)
+KWP_TEST_ENTRY(error_result_codes)
+KWP_TEST_ENTRY(error_kafka_mapping)
+KWP_TEST_ENTRY(dialect_registry)
+KWP_TEST_ENTRY(limits_rates_and_batches)
