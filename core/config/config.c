@@ -116,6 +116,8 @@ static const centry_t schema[] = {
     {"server.ws-idle-timeout", T_DUR, F(server.ws_idle_timeout_ms), 0, 0, 0},
     {"server.shutdown-grace-period", T_DUR, F(server.shutdown_grace_period_ms),
      0, 0, 0},
+    {"server.lingering-timeout", T_DUR, F(server.lingering_timeout_ms), 1, 0,
+     0},
     {"server.echo-endpoint-enabled", T_BOOL, F(server.echo_endpoint_enabled), 0,
      0, 0},
     {"kafka-client.bootstrap-hosts", T_STR, F(kafka_client.bootstrap_hosts), 0,

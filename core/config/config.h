@@ -87,6 +87,7 @@ typedef struct kwp_config {
     int64_t ws_keep_alive_interval_ms; /* server ping after this much quiet */
     int64_t ws_idle_timeout_ms; /* nothing received for this long -> 1001 */
     int64_t shutdown_grace_period_ms;
+    int64_t lingering_timeout_ms; /* a closing socket lives this long at most */
     int echo_endpoint_enabled;
   } server;
 

@@ -94,6 +94,8 @@ static const char kwp_config_defaults[] =
     "    ws-idle-timeout = ${?WSPROXY_WS_IDLE_TIMEOUT}\n"
     "    shutdown-grace-period = 10 seconds\n"
     "    shutdown-grace-period = ${?WSPROXY_SHUTDOWN_GRACE_PERIOD}\n"
+    "    lingering-timeout = 5 seconds\n"
+    "    lingering-timeout = ${?WSPROXY_LINGERING_TIMEOUT}\n"
     "    echo-endpoint-enabled = false\n"
     "    echo-endpoint-enabled = ${?WSPROXY_ECHO_ENDPOINT_ENABLED}\n"
     "  }\n"

@@ -1,6 +1,6 @@
-/* Connection lifecycle, socket I/O with backpressure, the per-connection
- * timer (request/idle timeouts, WebSocket keep-alive) and the WebSocket
- * message layer. Runs on the owning worker's thread only. */
+/* Connection lifecycle, socket I/O with backpressure, the lingering close,
+ * the per-connection timer (request/idle timeouts, WebSocket keep-alive)
+ * and the WebSocket message layer. Runs on the owning worker's thread only. */
 #include "core/net/conn_int.h"
 #include "core/net/ctx_int.h"
 
@@ -10,10 +10,13 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define READ_CHUNK 65536
-#define CLOSE_WAIT_MS 3000 /* for the peer's close frame or FIN */
+#define CLOSE_WAIT_MS 3000  /* for the client's close frame */
+#define AFTER_GRACE_MS 1000 /* lingering once the grace period is over */
+#define LINGER_SLACK_BYTES ((uint64_t)1 << 20)
 
 typedef struct wreq {
   uv_write_t req;
@@ -32,6 +35,8 @@ static atomic_size_t *conn_count(kwp_ctx_t *ctx, int refused) {
 }
 
 static void conn_free(kwp_conn_t *conn) {
+  if (conn->lingering)
+    kwp_worker__linger_end(conn->wk);
   kwp_worker__remove(conn->wk, conn);
   if (conn->h && conn->h->close)
     conn->h->close(conn, conn->hstate);
@@ -114,43 +119,115 @@ kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd, int over) {
   return conn;
 }
 
-/* --- writing --- */
+/* --- closing ---
+ * nginx's lingering close. kwp_conn__finish() stops acting on input: what
+ * the client still sends is read and discarded, because a close() that
+ * finds unread input makes the kernel answer with a reset, and the client
+ * then loses what it has not read yet (the end of an echo, the close frame,
+ * an error response). Once the queued writes are out, the write side is
+ * shut (our FIN) and the socket lingers, discarding, until the client's
+ * EOF. Bounded: closed at t_close_end (server.lingering-timeout after the
+ * finish), after linger_max_bytes() discarded, and a worker lets at most
+ * LINGER_MAX sockets linger at once (see worker.c). */
+
+/* The most a closing client may still send: the rest of a message or body
+ * over its limit, and what it pipelined behind it. */
+static uint64_t linger_max_bytes(const kwp_config_t *cfg) {
+  size_t m = cfg->server.max_message_size;
+  if (cfg->server.max_request_body_size > m)
+    m = cfg->server.max_request_body_size;
+  return (uint64_t)m + LINGER_SLACK_BYTES;
+}
+
+/* When a socket that starts finishing now is closed at the latest. Once the
+ * shutdown grace period is over, the process is about to exit: a second. */
+static uint64_t linger_deadline(kwp_conn_t *conn, uint64_t now) {
+  uint64_t t = (uint64_t)conn->cfg->server.lingering_timeout_ms;
+  if (kwp_worker_stopping(conn->wk)) {
+    uint64_t left = kwp_worker_grace_left(conn->wk) + AFTER_GRACE_MS;
+    if (left < t)
+      t = left;
+  }
+  return now + t;
+}
+
+static void conn_drop_input(kwp_conn_t *conn) {
+  free(conn->in);
+  conn->in = NULL;
+  conn->in_len = conn->in_cap = 0;
+}
 
 static void conn_shutdown_cb(uv_shutdown_t *req, int status) {
   kwp_conn_t *conn = req->data;
-  /* After a close handshake the peer has nothing left to send: close now.
-   * After an HTTP error, linger for its FIN so it can read our answer. */
-  if (status != 0 || conn->state == KWP_CONN_WS)
+  /* Our FIN is out: keep discarding until the client's EOF (then
+   * conn_read_cb() closes) or the timer. If its FIN came first, done. */
+  if (status != 0 || conn->rx_eof)
     kwp_conn__close(conn);
   kwp_conn_unref(conn);
 }
 
-/* Shut the write side once everything queued is written, then read until the
- * peer's FIN (or the timer), so the peer sees our last bytes rather than RST.
- */
-static void conn_maybe_finish(kwp_conn_t *conn) {
-  if (!conn->close_after_write || conn->draining || conn->closing ||
-      conn->send_queued)
+/* Shut the write side once everything queued is written, and linger. */
+static void conn_maybe_linger(kwp_conn_t *conn) {
+  if (!conn->finishing || conn->lingering || conn->closing || conn->send_queued)
     return;
-  conn->draining = 1;
-  conn->t_close_start = uv_now(kwp_worker_loop(conn->wk));
+  /* The client sent its FIN (nothing more can come), or too many sockets
+   * linger already: close(), which sends our FIN after the data. */
+  if (conn->rx_eof || kwp_worker__linger_begin(conn->wk) != 0) {
+    kwp_conn__close(conn);
+    return;
+  }
+  conn->lingering = 1;
   conn->shutdown_req.data = conn;
   kwp_conn_ref(conn);
   if (uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp,
                   conn_shutdown_cb) != 0) {
     kwp_conn_unref(conn);
     kwp_conn__close(conn);
-    return;
   }
-  conn->pause = 0;
-  conn_start_reading(conn);
-  kwp_conn__timer_arm(conn);
 }
 
 void kwp_conn__finish(kwp_conn_t *conn) {
   conn->close_after_write = 1;
-  conn_maybe_finish(conn);
+  if (!conn->finishing && !conn->closing) {
+    conn->finishing = 1;
+    conn->t_close_end =
+        linger_deadline(conn, uv_now(kwp_worker_loop(conn->wk)));
+    /* Nothing read from now on is acted on: read whatever comes, whatever
+     * held reading back (a client blocked in its send never reads). */
+    conn->pause = 0;
+    if (!conn->processing) /* else conn_consume() drops it */
+      conn_drop_input(conn);
+    conn_start_reading(conn);
+    kwp_conn__timer_arm(conn);
+  }
+  conn_maybe_linger(conn);
 }
+
+/* Read while finishing: discarded, within linger_max_bytes(). */
+static void conn_discard(kwp_conn_t *conn, size_t n) {
+  conn->linger_bytes += n;
+  if (conn->linger_bytes > linger_max_bytes(conn->cfg)) {
+    KWP_LOG(KWP_LOG_DEBUG, "conn", "#%llu %s still sending after the close",
+            (unsigned long long)conn->id, conn->peer);
+    kwp_conn__close(conn);
+  }
+}
+
+/* An idle HTTP connection owes the client nothing: close it at once, unless
+ * input arrived meanwhile (close() would answer it with a reset). */
+static void conn_close_idle(kwp_conn_t *conn) {
+  uv_os_fd_t fd;
+  int unread = 1;
+  if (uv_fileno((uv_handle_t *)&conn->tcp, &fd) != 0 ||
+      ioctl(fd, FIONREAD, &unread) != 0)
+    unread = 1;
+  if (unread || conn->send_queued)
+    kwp_conn__finish(conn);
+  else
+    kwp_conn__close(conn);
+}
+
+/* --- writing --- */
 
 static void conn_write_cb(uv_write_t *req, int status) {
   wreq_t *w = (wreq_t *)req;
@@ -166,7 +243,7 @@ static void conn_write_cb(uv_write_t *req, int status) {
       if (conn->h && conn->h->writable && !conn->ws_close_sent)
         conn->h->writable(conn, conn->hstate);
     }
-    conn_maybe_finish(conn);
+    conn_maybe_linger(conn);
   }
   kwp_conn_unref(conn);
 }
@@ -175,7 +252,7 @@ void kwp_conn__write(kwp_conn_t *conn, const uv_buf_t *bufs, unsigned n) {
   size_t total = 0, skip = 0, off = 0;
   for (unsigned i = 0; i < n; i++)
     total += bufs[i].len;
-  if (conn->closing || conn->draining || total == 0)
+  if (conn->closing || conn->lingering || total == 0)
     return;
   conn->tx_total += total;
   if (conn->send_queued == 0) {
@@ -223,7 +300,7 @@ uint64_t kwp_conn_tx_written(const kwp_conn_t *conn) {
 }
 
 int kwp_conn_closing(const kwp_conn_t *conn) {
-  return conn->closing || conn->draining || conn->ws_close_sent;
+  return conn->closing || conn->finishing || conn->ws_close_sent;
 }
 
 struct kwp_worker *kwp_conn_worker(kwp_conn_t *conn) {
@@ -243,7 +320,7 @@ const char *kwp_conn_peer(const kwp_conn_t *conn) {
 static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   kwp_conn_t *conn = h->data;
   size_t len;
-  if (conn->in_len == 0 || conn->draining) {
+  if (conn->in_len == 0 || conn->finishing) {
     buf->base = (char *)kwp_worker__scratch(conn->wk, &len);
     buf->len = len;
     return;
@@ -288,7 +365,7 @@ static size_t ws_process(kwp_conn_t *conn, uint8_t *data, size_t len);
 static size_t conn_parse(kwp_conn_t *conn, uint8_t *data, size_t len) {
   size_t done = 0;
   conn->processing = 1;
-  while (done < len && !conn->pause && !conn->closing && !conn->draining &&
+  while (done < len && !conn->pause && !conn->closing && !conn->finishing &&
          !conn->close_after_write) {
     int state = conn->state;
     size_t n = state == KWP_CONN_HTTP
@@ -306,8 +383,8 @@ static void conn_consume(kwp_conn_t *conn, uint8_t *data, size_t len) {
   size_t done = conn_parse(conn, data, len);
   if (conn->closing)
     return;
-  if (conn->draining) {
-    conn->in_len = 0;
+  if (conn->finishing) {
+    conn_drop_input(conn);
     return;
   }
   if (conn_keep(conn, data + done, len - done) != 0)
@@ -324,6 +401,13 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0)
     return;
   if (nread < 0) {
+    if (nread == UV_EOF && conn->finishing && conn->send_queued) {
+      /* Half-closed: what is queued still goes out, then the close
+       * (conn_maybe_linger()). libuv stopped reading by itself. */
+      conn->rx_eof = 1;
+      conn->reading = 0;
+      return;
+    }
     if (nread != UV_EOF)
       KWP_LOG(KWP_LOG_DEBUG, "conn", "#%llu %s read: %s",
               (unsigned long long)conn->id, conn->peer,
@@ -332,8 +416,10 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   conn->t_rx = conn->t_activity = uv_now(kwp_worker_loop(conn->wk));
-  if (conn->draining)
+  if (conn->finishing) {
+    conn_discard(conn, (size_t)nread);
     return;
+  }
   if ((uint8_t *)buf->base == conn->in + conn->in_len && conn->in_len) {
     conn->in_len += (size_t)nread;
     conn_consume(conn, conn->in, conn->in_len);
@@ -343,7 +429,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void conn_start_reading(kwp_conn_t *conn) {
-  if (conn->reading || conn->closing)
+  if (conn->reading || conn->closing || conn->rx_eof)
     return;
   if (uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc_cb, conn_read_cb))
     kwp_conn__close(conn);
@@ -352,8 +438,12 @@ static void conn_start_reading(kwp_conn_t *conn) {
 }
 
 void kwp_conn_pause(kwp_conn_t *conn, int reason) {
+  /* After the proxy's close frame input is only searched for the client's
+   * close frame, after a finish it is discarded: nothing to hold back. */
+  if (conn->finishing || conn->ws_close_sent)
+    return;
   conn->pause |= reason;
-  if (conn->reading && !conn->draining) {
+  if (conn->reading) {
     uv_read_stop((uv_stream_t *)&conn->tcp);
     conn->reading = 0;
   }
@@ -389,7 +479,9 @@ static uint64_t idle_deadline(const kwp_conn_t *conn) {
 
 static uint64_t conn_deadline(kwp_conn_t *conn) {
   const kwp_config_t *cfg = conn->cfg;
-  if (conn->draining || conn->ws_close_sent)
+  if (conn->finishing)
+    return conn->t_close_end;
+  if (conn->ws_close_sent)
     return conn->t_close_start + CLOSE_WAIT_MS;
   if (conn->state == KWP_CONN_HTTP) {
     if (conn->pause & KWP_PAUSE_ASYNC)
@@ -418,13 +510,15 @@ static void conn_timer_cb(uv_timer_t *t) {
     kwp_conn__timer_arm(conn);
     return;
   }
-  if (conn->draining || conn->ws_close_sent) {
-    kwp_conn__close(conn);
+  if (conn->finishing) {
+    kwp_conn__close(conn); /* lingered long enough, or the client never read */
+  } else if (conn->ws_close_sent) {
+    kwp_conn__finish(conn); /* no close frame from the client: end anyway */
   } else if (conn->state == KWP_CONN_HTTP) {
     if (conn->req.in_progress || !conn->served)
       kwp_http__request_timeout(conn);
     else
-      kwp_conn__close(conn);
+      conn_close_idle(conn);
   } else if (idle_deadline(conn) && now >= idle_deadline(conn)) {
     kwp_conn_ws_close(conn, KWP_EIDLE, "idle timeout");
   } else {
@@ -450,7 +544,7 @@ void kwp_conn__timer_arm(kwp_conn_t *conn) {
 int kwp_conn_ws_send(kwp_conn_t *conn, int opcode, const void *data,
                      size_t len) {
   uint8_t hdr[10];
-  if (conn->closing || conn->draining || conn->ws_close_sent)
+  if (conn->closing || conn->finishing || conn->ws_close_sent)
     return UV_ECANCELED;
   uv_buf_t bufs[2] = {uv_buf_init((char *)hdr, (unsigned)kwp_ws_header_encode(
                                                    hdr, opcode, 1, len)),
@@ -461,7 +555,7 @@ int kwp_conn_ws_send(kwp_conn_t *conn, int opcode, const void *data,
 }
 
 int kwp_conn_ws_send_framed(kwp_conn_t *conn, const void *frames, size_t len) {
-  if (conn->closing || conn->draining || conn->ws_close_sent)
+  if (conn->closing || conn->finishing || conn->ws_close_sent)
     return UV_ECANCELED;
   uv_buf_t buf = uv_buf_init((char *)frames, (unsigned)len);
   kwp_conn__write(conn, &buf, 1);
@@ -469,17 +563,21 @@ int kwp_conn_ws_send_framed(kwp_conn_t *conn, const void *frames, size_t len) {
   return conn->pause & KWP_PAUSE_SENDQ ? KWP_EBACKPRESSURE : 0;
 }
 
-/* The close frame goes out: the handler hears of it first (closing()). */
+/* The close frame goes out: the handler hears of it first (closing()).
+ * From then on frames are read only for the client's close frame (data is
+ * dropped, pings unanswered), so nothing holds reading back any more. */
 static void ws_send_close(kwp_conn_t *conn, const uint8_t *payload, size_t n) {
   if (conn->h && conn->h->closing)
     conn->h->closing(conn, conn->hstate);
   kwp_conn_ws_send(conn, KWP_WS_CLOSE, payload, n);
   conn->ws_close_sent = 1;
+  conn->pause = 0;
+  conn_start_reading(conn);
 }
 
 void kwp_conn_ws_close(kwp_conn_t *conn, int err, const char *reason) {
   uint8_t payload[125];
-  if (conn->closing || conn->draining || conn->ws_close_sent)
+  if (conn->closing || conn->finishing || conn->ws_close_sent)
     return;
   unsigned code = kwp_err_close_code(err);
   size_t n = kwp_ws_close_payload(payload, code, reason ? reason : "");
@@ -494,8 +592,10 @@ void kwp_conn_ws_close(kwp_conn_t *conn, int err, const char *reason) {
   if (conn->ws_close_received || (err != 0 && err != KWP_ESHUTDOWN &&
                                   err != KWP_EIDLE && err != KWP_EPOLICY))
     kwp_conn__finish(conn);
-  else
+  else {
     kwp_conn__timer_arm(conn);
+    kwp_conn__process(conn); /* the client's close may be held back here */
+  }
 }
 
 static void ws_on_event(kwp_conn_t *conn, const kwp_ws_event_t *ev) {
@@ -530,13 +630,16 @@ static void ws_on_event(kwp_conn_t *conn, const kwp_ws_event_t *ev) {
 static size_t ws_process(kwp_conn_t *conn, uint8_t *data, size_t len) {
   kwp_ws_event_t ev;
   size_t done = 0;
-  while (done < len && !conn->pause && !conn->closing && !conn->draining &&
+  while (done < len && !conn->pause && !conn->closing && !conn->finishing &&
          !conn->close_after_write) {
     int rc = kwp_ws_reader_parse(conn->rd, data + done, len - done, &ev);
     if (rc == 0)
       break;
     if (rc < 0) {
-      kwp_conn_ws_close(conn, rc, kwp_strerror(rc));
+      if (conn->ws_close_sent) /* our close frame is out already: just end */
+        kwp_conn__finish(conn);
+      else
+        kwp_conn_ws_close(conn, rc, kwp_strerror(rc));
       break;
     }
     done += (size_t)rc;
@@ -564,7 +667,7 @@ int kwp_conn__ws_start(kwp_conn_t *conn, const kwp_ws_handler_t *h) {
 /* A WebSocket whose handler has work in flight at SIGTERM (see the
  * handler's shutdown()). */
 static int ws_shutdown_waits(kwp_conn_t *conn) {
-  return conn->state == KWP_CONN_WS && !conn->closing && !conn->draining &&
+  return conn->state == KWP_CONN_WS && !conn->closing && !conn->finishing &&
          !conn->ws_close_sent && conn->h && conn->h->shutdown;
 }
 
@@ -572,12 +675,14 @@ void kwp_conn__shutdown(kwp_conn_t *conn) {
   if (conn->closing)
     return;
   conn->shutdown_requested = 1;
+  if (conn->finishing) /* it ends anyway; lingering stops at grace over */
+    return;
   if (ws_shutdown_waits(conn) && conn->h->shutdown(conn, conn->hstate, 0))
     kwp_conn_pause(conn, KWP_PAUSE_SHUTDOWN);
   else if (conn->state == KWP_CONN_WS)
     kwp_conn_ws_close(conn, KWP_ESHUTDOWN, "server shutting down");
   else if (!(conn->pause & KWP_PAUSE_ASYNC))
-    kwp_conn__close(conn);
+    conn_close_idle(conn);
 }
 
 void kwp_conn__grace_over(kwp_conn_t *conn) {

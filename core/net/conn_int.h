@@ -48,10 +48,12 @@ struct kwp_conn {
   uint64_t id;
   char peer[64];
   int state;
-  int refs;     /* open handles + async operations; worker-owned, plain int */
-  int closing;  /* uv_close() was called */
-  int draining; /* TCP write side shut; reading until EOF or the timer */
-  int pause;    /* kwp_conn_pause bits */
+  int refs;      /* open handles + async operations; worker-owned, plain int */
+  int closing;   /* uv_close() was called */
+  int finishing; /* kwp_conn__finish(): input is discarded from now on */
+  int lingering; /* TCP write side shut; discarding until EOF or the timer */
+  int rx_eof;    /* the client's FIN arrived while finishing */
+  int pause;     /* kwp_conn_pause bits */
   int reading;
   int processing;
   int close_after_write;
@@ -60,7 +62,9 @@ struct kwp_conn {
   int refused; /* over server.max-connections: counted in refused_conns */
   int ws_close_sent, ws_close_received;
   uint64_t t_activity, t_rx, t_tx, t_req_start, t_close_start;
-  uint8_t *in; /* unconsumed input kept between reads */
+  uint64_t t_close_end;  /* finishing: the socket is closed by then */
+  uint64_t linger_bytes; /* discarded since finishing began */
+  uint8_t *in;           /* unconsumed input kept between reads */
   size_t in_len, in_cap;
   size_t send_queued;
   uint64_t tx_total; /* bytes given to kwp_conn__write, ever */
@@ -76,8 +80,10 @@ struct kwp_conn {
 /* conn.c */
 kwp_conn_t *kwp_conn__new(kwp_worker_t *wk, int fd, int over);
 void kwp_conn__write(kwp_conn_t *conn, const uv_buf_t *bufs, unsigned n);
-void kwp_conn__finish(kwp_conn_t *conn); /* close TCP once writes drain */
-void kwp_conn__close(kwp_conn_t *conn);  /* close now */
+/* The graceful end: discard input, write what is queued, shut the write
+ * side, then linger (discarding) until EOF or server.lingering-timeout. */
+void kwp_conn__finish(kwp_conn_t *conn);
+void kwp_conn__close(kwp_conn_t *conn); /* close now */
 void kwp_conn__shutdown(kwp_conn_t *conn);
 void kwp_conn__grace_over(kwp_conn_t *conn);
 int kwp_conn__ws_start(kwp_conn_t *conn, const kwp_ws_handler_t *h);
@@ -104,5 +110,9 @@ void kwp_worker__add(kwp_worker_t *wk, kwp_conn_t *conn);
 void kwp_worker__remove(kwp_worker_t *wk, kwp_conn_t *conn);
 uint8_t *kwp_worker__scratch(kwp_worker_t *wk, size_t *len);
 kwp_ctx_t *kwp_worker__ctx(kwp_worker_t *wk);
+/* Count a socket that starts lingering: 0, or KWP_EOVERLOAD when the worker
+ * already has its maximum lingering (the caller closes at once). */
+int kwp_worker__linger_begin(kwp_worker_t *wk);
+void kwp_worker__linger_end(kwp_worker_t *wk);
 
 #endif

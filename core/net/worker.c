@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #define SCRATCH_SIZE 65536
+/* Sockets lingering at once (see kwp_conn__finish()); beyond it a closing
+ * socket is closed as soon as its writes are out, lingering no more. */
+#define LINGER_MAX 512
 
 enum { MSG_SOCKET, MSG_SHUTDOWN, MSG_CALL };
 
@@ -42,6 +45,7 @@ struct kwp_worker {
     void *arg;
   } services[KWP_SVC_MAX];
   size_t nconns;
+  size_t nlinger;     /* of nconns, lingering */
   uint64_t wall_tick; /* uv_now() when wall_ms was read */
   int64_t wall_ms;
   uint8_t scratch[SCRATCH_SIZE]; /* one read at a time per loop */
@@ -85,6 +89,17 @@ int64_t kwp_worker_wall_ms(kwp_worker_t *wk) {
 uint8_t *kwp_worker__scratch(kwp_worker_t *wk, size_t *len) {
   *len = sizeof(wk->scratch);
   return wk->scratch;
+}
+
+int kwp_worker__linger_begin(kwp_worker_t *wk) {
+  if (wk->nlinger >= LINGER_MAX)
+    return KWP_EOVERLOAD;
+  wk->nlinger++;
+  return 0;
+}
+
+void kwp_worker__linger_end(kwp_worker_t *wk) {
+  wk->nlinger--;
 }
 
 void kwp_worker__add(kwp_worker_t *wk, kwp_conn_t *conn) {

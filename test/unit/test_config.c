@@ -158,6 +158,29 @@ KWP_TEST(config_props_inherit) {
   kwp_config_free(c);
 }
 
+/* server.lingering-timeout: how long a connection the proxy ends may live
+ * (5 s by default, WSPROXY_LINGERING_TIMEOUT, greater than zero). */
+KWP_TEST(config_lingering_timeout) {
+  char err[512];
+  kwp_config_t *c = load(NULL, err);
+  ASSERT(c != NULL);
+  ASSERT_EQ(c->server.lingering_timeout_ms, 5000);
+  kwp_config_free(c);
+  c = load("kafka.ws.proxy.server.lingering-timeout = 1500ms\n", err);
+  ASSERT(c != NULL);
+  ASSERT_EQ(c->server.lingering_timeout_ms, 1500);
+  kwp_config_free(c);
+  setenv("WSPROXY_LINGERING_TIMEOUT", "30 seconds", 1);
+  c = load(NULL, err);
+  unsetenv("WSPROXY_LINGERING_TIMEOUT");
+  ASSERT(c != NULL);
+  ASSERT_EQ(c->server.lingering_timeout_ms, 30000);
+  kwp_config_free(c);
+  load_fails("kafka.ws.proxy.server.lingering-timeout = 0\n",
+             "kafka.ws.proxy.server.lingering-timeout: expected a duration "
+             "(e.g. 500ms, 30 seconds, 10 minutes) greater than zero");
+}
+
 /* 50,000 levels of braces overflowed the stack; a limit now says so. */
 static void load_nested(int depth, const char *want) {
   size_t n = (size_t)depth * 4 + 16;
