@@ -1,6 +1,7 @@
 /*
  * libFuzzer target for the zero-copy JSON reader (codec/json/jscan.h) and the
- * /socket/in message parser built on it (codec/json/json_produce.h). The input
+ * /socket/in message parser built on it (codec/json/json_produce.h), and
+ * the /socket/out commit decoder of the JSON payload format. The input
  * is untrusted client text: every verdict must match jansson's (the parser the
  * reader replaced), every accepted value's compact text must parse back to
  * the same JSON, and the message parser must neither crash nor leak for
@@ -8,6 +9,7 @@
  */
 #include "codec/json/jscan.h"
 #include "codec/json/json_produce.h"
+#include "codec/payload.h"
 #include "core/base/error.h"
 
 #include <jansson.h>
@@ -79,6 +81,21 @@ static void check_message(const char *text, size_t len, kwp_fmt_t kf,
   kwp_produce_msg_clear(&m);
 }
 
+/* A /socket/out commit through the payload seam: an answer the socket can
+ * act on, and an id that names a record of this topic only when accepted. */
+static void check_commit(const char *text, size_t len) {
+  const kwp_payload_t *json = kwp_payload_find("json");
+  kwp_payload_opts_t o = {"t-1", 3, KWP_FMT_NONE, KWP_FMT_STRING};
+  kwp_record_ref_t ref;
+  char id[64];
+  const char *why = NULL;
+  int r = json->commit_decode(&o, 1, (const uint8_t *)text, len, &ref, id,
+                              sizeof(id), &why);
+  CHECK(r == 0 || r == KWP_EBADCOMMIT || r == KWP_EUNKNOWNID);
+  CHECK(r != KWP_EBADCOMMIT || (why && *why));
+  CHECK(r != 0 || (!strncmp(id, "t-1-", 4) && ref.partition >= 0));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1)
     return 0;
@@ -90,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(text, data + 1, len);
   check_reader(text, len);
   check_message(text, len, kf, vf ? vf : KWP_FMT_STRING);
+  check_commit(text, len);
   free(text);
   return 0;
 }
