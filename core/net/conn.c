@@ -17,6 +17,7 @@
 #define CLOSE_WAIT_MS 3000  /* for the client's close frame */
 #define AFTER_GRACE_MS 1000 /* lingering once the grace period is over */
 #define LINGER_SLACK_BYTES ((uint64_t)1 << 20)
+#define SHUTDOWN_LINGER_QUIET_MS 500 /* see conn_deadline() */
 
 typedef struct wreq {
   uv_write_t req;
@@ -157,12 +158,35 @@ static void conn_drop_input(kwp_conn_t *conn) {
   conn->in_len = conn->in_cap = 0;
 }
 
+static void conn_close_idle(kwp_conn_t *conn);
+
+/* The endpoint is done with the socket once its last bytes are out: its
+ * handler's close() runs now, not when the client's EOF ends the lingering
+ * (a consumer would stay in its group until then: up to
+ * server.lingering-timeout for a client that keeps its TCP open). */
+static void conn_handler_end(kwp_conn_t *conn) {
+  const kwp_ws_handler_t *h = conn->h;
+  conn->h = NULL;
+  if (h && h->close)
+    h->close(conn, conn->hstate);
+}
+
+/* Past the shutdown grace period the process is about to exit. */
+static int grace_over(kwp_conn_t *conn) {
+  return kwp_worker_stopping(conn->wk) && !kwp_worker_grace_left(conn->wk);
+}
+
 static void conn_shutdown_cb(uv_shutdown_t *req, int status) {
   kwp_conn_t *conn = req->data;
   /* Our FIN is out: keep discarding until the client's EOF (then
    * conn_read_cb() closes) or the timer. If its FIN came first, done. */
-  if (status != 0 || conn->rx_eof)
+  if (status != 0 || conn->rx_eof) {
     kwp_conn__close(conn);
+  } else if (!conn->closing) {
+    conn_handler_end(conn);
+    if (grace_over(conn)) /* exiting: no waiting for a client that waits */
+      conn_close_idle(conn);
+  }
   kwp_conn_unref(conn);
 }
 
@@ -479,6 +503,13 @@ static uint64_t idle_deadline(const kwp_conn_t *conn) {
 
 static uint64_t conn_deadline(kwp_conn_t *conn) {
   const kwp_config_t *cfg = conn->cfg;
+  if (conn->finishing && conn->lingering && kwp_worker_stopping(conn->wk)) {
+    /* Shutting down, a lingering socket (everything sent, our FIN too)
+     * waits only while its client still sends: one that keeps its TCP open
+     * and quiet would hold the shutdown up to lingering-timeout. */
+    uint64_t quiet = conn->t_rx + SHUTDOWN_LINGER_QUIET_MS;
+    return quiet < conn->t_close_end ? quiet : conn->t_close_end;
+  }
   if (conn->finishing)
     return conn->t_close_end;
   if (conn->ws_close_sent)
@@ -675,8 +706,10 @@ void kwp_conn__shutdown(kwp_conn_t *conn) {
   if (conn->closing)
     return;
   conn->shutdown_requested = 1;
-  if (conn->finishing) /* it ends anyway; lingering stops at grace over */
+  if (conn->finishing) { /* it ends anyway; see conn_deadline() */
+    kwp_conn__timer_arm(conn);
     return;
+  }
   if (ws_shutdown_waits(conn) && conn->h->shutdown(conn, conn->hstate, 0))
     kwp_conn_pause(conn, KWP_PAUSE_SHUTDOWN);
   else if (conn->state == KWP_CONN_WS)

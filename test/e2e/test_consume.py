@@ -1345,6 +1345,25 @@ def test_offset_reset_none(srv, kafka):
     assert [r["offset"] for r in out.records(2)] == [1, 2]
 
 
+def test_member_leaves_while_client_keeps_tcp_open(srv, kafka):
+    """The proxy ends a consumer socket (here: an unmasked frame, 1002) and
+    the client keeps its TCP connection open: the socket lingers until the
+    client's EOF (up to server.lingering-timeout, 5 s), but its consumer
+    leaves the group as soon as the proxy's last bytes are out. Regression:
+    the member stayed until the lingering ended, and a fresh consumer's
+    commit in that group failed with UNKNOWN_MEMBER_ID."""
+    t = new_topic(kafka, 1)
+    out = Out(srv, t)
+    wait_group(kafka, out.group, 1, 1)
+    out.ws.sock.sendall(b"\x81\x02hi")  # unmasked: a protocol error
+    assert expect_close(out, 10) == 1002
+    t0 = time.monotonic()
+    assert wait_until(lambda: not group_members(kafka, out.group)[1], 10, 0.1)
+    assert time.monotonic() - t0 < 3, "left %.1f s after the close" % (
+        time.monotonic() - t0)
+    out.ws.sock.close()
+
+
 def test_offset_reset_earliest_is_default(srv, kafka):
     t = new_topic(kafka, 1)
     produce_values(kafka, t, [b"e0", b"e1"])
