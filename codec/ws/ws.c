@@ -398,13 +398,6 @@ int kwp_ws_accept_key(const char *key, size_t key_len, char out[29]) {
   return 0;
 }
 
-size_t kwp_ws_frame_open(kwp_sbuf_t *b) {
-  size_t at = b->len;
-  if (kwp_sbuf_reserve(b, 4))
-    b->len += 4;
-  return at;
-}
-
 int kwp_ws_frame_close(kwp_sbuf_t *b, size_t at, int opcode) {
   uint8_t hdr[10];
   if (b->oom)

@@ -93,7 +93,12 @@ size_t kwp_ws_header_encode(uint8_t out[10], int opcode, int fin,
  * 64 KiB), so most frames are written once. @returns the frame's offset
  * (for kwp_ws_frame_close()); on out of memory @p b->oom is set.
  */
-size_t kwp_ws_frame_open(kwp_sbuf_t *b);
+static inline size_t kwp_ws_frame_open(kwp_sbuf_t *b) {
+  size_t at = b->len;
+  if (kwp_sbuf_reserve(b, 4))
+    b->len += 4;
+  return at;
+}
 
 /**
  * End the frame opened at @p at: its header (@p opcode, final) goes in

@@ -9,26 +9,16 @@ void kwp_sbuf_free(kwp_sbuf_t *b) {
   memset(b, 0, sizeof(*b));
 }
 
-char *kwp_sbuf_reserve(kwp_sbuf_t *b, size_t n) {
-  if (b->cap - b->len < n) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < n)
-      cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) {
-      b->oom = 1;
-      return NULL;
-    }
-    b->data = d;
-    b->cap = cap;
+char *kwp_sbuf_grow(kwp_sbuf_t *b, size_t n) {
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap - b->len < n)
+    cap *= 2;
+  char *d = realloc(b->data, cap);
+  if (!d) {
+    b->oom = 1;
+    return NULL;
   }
+  b->data = d;
+  b->cap = cap;
   return b->data + b->len;
-}
-
-void kwp_sbuf_append(kwp_sbuf_t *b, const void *p, size_t n) {
-  char *d = kwp_sbuf_reserve(b, n);
-  if (d) {
-    memcpy(d, p, n);
-    b->len += n;
-  }
 }
