@@ -554,7 +554,7 @@ static void on_rebalance(consume_sess_t *s, rd_kafka_event_t *rkev) {
   rd_kafka_resp_err_t err = rd_kafka_event_error(rkev);
   rd_kafka_topic_partition_list_t *parts =
       rd_kafka_event_topic_partition_list(rkev);
-  int coop = !strcmp(rd_kafka_rebalance_protocol(s->rk), "COOPERATIVE");
+  int coop = s->coop;
   flush(s); /* what was fetched before goes out first */
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     partitions_route(s, parts);

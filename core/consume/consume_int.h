@@ -103,7 +103,11 @@ typedef struct kwp_consume {
   unsigned
       q_look : 1; /* the next record is a drain's first: look at the queue */
   unsigned q_full : 1; /* a look found it at a bound since the last kick */
-  unsigned q_seen;     /* records, to look every QLOOK_EVERY */
+  /* The group's rebalance protocol, from the configured assignors (which
+   * librdkafka requires to agree): rd_kafka_rebalance_protocol() returns
+   * NULL once the consumer is closing, when the last events still come. */
+  unsigned coop : 1;
+  unsigned q_seen; /* records, to look every QLOOK_EVERY */
   int commits_inflight;
   uint64_t commit_failures;
   /* commit_timer: what the commit settings ask for (0: never) and the

@@ -89,6 +89,11 @@ static rd_kafka_t *consumer_create(consume_sess_t *s, char *errbuf,
       conf_set(conf, "enable.auto.commit", "false", errbuf, errlen) ||
       conf_set(conf, "enable.auto.offset.store", "false", errbuf, errlen))
     goto fail;
+  char strategy[256];
+  size_t strategy_len = sizeof(strategy);
+  s->coop = rd_kafka_conf_get(conf, "partition.assignment.strategy", strategy,
+                              &strategy_len) == RD_KAFKA_CONF_OK &&
+            strstr(strategy, "cooperative-sticky");
   rd_kafka_conf_set_events(
       conf, RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_REBALANCE |
                 RD_KAFKA_EVENT_OFFSET_COMMIT | RD_KAFKA_EVENT_ERROR);

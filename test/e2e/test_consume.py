@@ -1597,3 +1597,26 @@ def test_a_deleted_topic_closes_the_socket_1011(proxy, kafka):
     assert time.monotonic() - t0 < 25
     rc, took = p.stop()
     assert rc == 0 and took < 5, (rc, took)
+
+
+@pytest.mark.parametrize("strategy", [None, COOPERATIVE])
+def test_sockets_that_close_while_their_consumer_joins(proxy, kafka,
+                                                        strategy):
+    """Sockets that close at once or while their consumer joins its group:
+    the consumer's last rebalance events come after it began to close, when
+    librdkafka no longer names the rebalance protocol (a NULL that crashed
+    the proxy). The proxy keeps serving."""
+    p = proxy(config="kafka.ws.proxy.consumer.kafka-client-properties "
+              "{\n  partition.assignment.strategy = \"%s\"\n}\n" % strategy
+              if strategy else "")
+    t = new_topic(kafka, 2)
+    for i in range(32):
+        path, _ = out_path(t, clientId="j%d" % i)
+        ws = websocket.create_connection(p.ws_url(path), timeout=30)
+        time.sleep(i % 8 * 0.06)
+        ws.close()
+    produce_values(kafka, t, [b"after"], partition=0)
+    out = Out(p, t, autoCommit="false")
+    assert out.records(1)[0]["offset"] == 0
+    out.close()
+    p.assert_alive()
