@@ -8,9 +8,11 @@
 #include <strings.h>
 
 extern const kwp_payload_t kwp_payload_json;
+extern const kwp_payload_t kwp_payload_avro;
 
 static const kwp_payload_t *const formats[] = {
     &kwp_payload_json,
+    &kwp_payload_avro,
 };
 
 const kwp_payload_t *kwp_payload_find(const char *name) {

@@ -72,16 +72,11 @@ static int append_escaped(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
   return (high & KWP_UTF8_HIGH_BITS) != 0;
 }
 
-static int utf8_valid(const uint8_t *p, size_t n) {
-  kwp_utf8_t u = {0, 0};
-  return kwp_utf8_feed(&u, p, n) == 0 && kwp_utf8_complete(&u);
-}
-
 /* A JSON string of @p p, or -1 (nothing written) when not valid UTF-8.
  * One pass for ASCII: the escaping scan says whether UTF-8 needs checking. */
 static int append_string(kwp_sbuf_t *b, const uint8_t *p, size_t n) {
   size_t len0 = b->len;
-  if (append_escaped(b, p, n) && !utf8_valid(p, n)) {
+  if (append_escaped(b, p, n) && !kwp_utf8_valid(p, n)) {
     b->len = len0;
     return -1;
   }
@@ -372,43 +367,6 @@ int kwp_consume_commit_parse(const char *text, size_t len, char *id,
   }
   json_decref(root);
   return rc;
-}
-
-/* Parse a decimal number (optionally negative) ending at @p end or '-',
- * written as the proxy writes numbers: "00" or "-0" is in no id it sent. */
-static int parse_num(const char **p, const char *end, int64_t *out) {
-  const char *q = *p;
-  int neg = q < end && *q == '-';
-  uint64_t v = 0;
-  q += neg;
-  const char *digits = q;
-  while (q < end && *q >= '0' && *q <= '9' && q - digits < 19)
-    v = v * 10 + (uint64_t)(*q++ - '0');
-  if (q == digits || (q < end && *q != '-') ||
-      (*digits == '0' && (q - digits > 1 || neg)))
-    return -1;
-  *out = neg ? -(int64_t)v : (int64_t)v;
-  *p = q;
-  return 0;
-}
-
-int kwp_consume_msgid_parse(const char *topic, size_t topic_len, const char *id,
-                            size_t len, kwp_record_ref_t *ref) {
-  const char *end = id + len;
-  int64_t partition, offset, timestamp;
-  if (len <= topic_len + 1 || memcmp(id, topic, topic_len) != 0 ||
-      id[topic_len] != '-')
-    return KWP_EUNKNOWNID;
-  const char *p = id + topic_len + 1;
-  if (parse_num(&p, end, &partition) != 0 || p == end || *p++ != '-' ||
-      parse_num(&p, end, &offset) != 0 || p == end || *p++ != '-' ||
-      parse_num(&p, end, &timestamp) != 0 || p != end || partition < 0 ||
-      partition > INT32_MAX)
-    return KWP_EUNKNOWNID;
-  ref->partition = (int32_t)partition;
-  ref->offset = offset;
-  ref->timestamp = timestamp;
-  return 0;
 }
 
 int kwp_consume_error(kwp_sbuf_t *out, int err, const char *id,

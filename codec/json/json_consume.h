@@ -38,16 +38,6 @@ int kwp_consume_commit_parse(const char *text, size_t len, char *id,
                              size_t idlen, const char **why);
 
 /**
- * The record a wsProxyMessageId `<topic>-<partition>-<offset>-<timestamp>`
- * of @p topic names (the format kwp_consume_record() writes; since the topic
- * is known, the rest parses unambiguously even when it has dashes).
- * @returns 0, or KWP_EUNKNOWNID when @p id is no id this socket could have
- * sent (another topic, numbers not as the proxy writes them).
- */
-int kwp_consume_msgid_parse(const char *topic, size_t topic_len, const char *id,
-                            size_t len, kwp_record_ref_t *ref);
-
-/**
  * Append an error frame {"error": the kwp_err_result_code() of @p err,
  * "wsProxyMessageId": @p id (left out when NULL), "message": @p message}.
  * @returns 0 or KWP_ENOMEM.

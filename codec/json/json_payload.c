@@ -4,6 +4,7 @@
  * json_consume.c. Pure, any thread. */
 #include "codec/json/json_consume.h"
 #include "codec/json/json_produce.h"
+#include "codec/msgid.h"
 #include "codec/ws/ws.h"
 #include "core/base/error.h"
 
@@ -82,7 +83,7 @@ static int json_commit_decode(const kwp_payload_opts_t *o, int opcode,
   int n = kwp_consume_commit_parse((const char *)data, len, id, idlen, why);
   if (n < 0)
     return n;
-  return kwp_consume_msgid_parse(o->topic, o->topic_len, id, (size_t)n, ref);
+  return kwp_msgid_parse(o->topic, o->topic_len, id, (size_t)n, ref);
 }
 
 const kwp_payload_t kwp_payload_json = {

@@ -115,3 +115,8 @@ int kwp_utf8_feed(kwp_utf8_t *u, const uint8_t *p, size_t n) {
 int kwp_utf8_complete(const kwp_utf8_t *u) {
   return u->state == S_ACC;
 }
+
+int kwp_utf8_valid(const uint8_t *p, size_t n) {
+  kwp_utf8_t u = {0, 0};
+  return kwp_utf8_feed(&u, p, n) == 0 && kwp_utf8_complete(&u);
+}

@@ -160,4 +160,11 @@ int kwp_utf8_feed(kwp_utf8_t *u, const uint8_t *p, size_t n);
  */
 int kwp_utf8_complete(const kwp_utf8_t *u);
 
+/**
+ * Whether @p n bytes at @p p are whole, valid UTF-8.
+ * @locality any thread; pure.
+ * @returns 1 or 0.
+ */
+int kwp_utf8_valid(const uint8_t *p, size_t n);
+
 #endif

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 int kwp_param(const char *url, const char *name, char *out, int *err, char *msg,
               size_t msglen) {
@@ -84,11 +83,7 @@ int kwp_param_payload(const char *url, const kwp_payload_t **fmt, int *err,
   if ((*fmt = kwp_payload_find(r ? v : "json")) != NULL)
     return 0;
   *err = KWP_EBADREQ;
-  if (!strcasecmp(v, "avro"))
-    snprintf(msg, msglen,
-             "socketPayload 'avro' is not available in this version yet");
-  else
-    snprintf(msg, msglen, "'%s' is not a valid socket payload", v);
+  snprintf(msg, msglen, "'%s' is not a valid socket payload", v);
   return -1;
 }
 

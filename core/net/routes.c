@@ -4,6 +4,7 @@
  * (core/endpoint/endpoint.h). Worker thread. */
 #include "core/net/conn_int.h"
 
+#include "codec/avro/schemas.h"
 #include "core/base/error.h"
 #include "core/base/log.h"
 #include "core/dialect/dialect.h"
@@ -74,7 +75,23 @@ static void route_cluster_info(kwp_conn_t *conn) {
   }
 }
 
+/* --- /schemas/avro/...: the wrapper schemas of socketPayload=avro --- */
+
+#define SCHEMAS_PREFIX "/schemas/avro/"
+
+static void route_avro_schema(kwp_conn_t *conn) {
+  const char *path = conn->req.url + sizeof(SCHEMAS_PREFIX) - 1;
+  const kwp_avro_schema_doc_t *doc =
+      kwp_avro_schema_find(path, strcspn(path, "?#"));
+  kwp_http__respond(conn, 200, NULL, doc->text, strlen(doc->text));
+}
+
 static const route_t routes[] = {
+    {SCHEMAS_PREFIX "producer/record", route_avro_schema, NULL},
+    {SCHEMAS_PREFIX "producer/result", route_avro_schema, NULL},
+    {SCHEMAS_PREFIX "producer/commit", route_avro_schema, NULL},
+    {SCHEMAS_PREFIX "consumer/record", route_avro_schema, NULL},
+    {SCHEMAS_PREFIX "consumer/commit", route_avro_schema, NULL},
     {"/healthcheck", route_health, NULL},
     {"/ready", route_ready, NULL},
     {"/kafka/cluster/info", route_cluster_info, NULL},

@@ -94,8 +94,6 @@ BAD_TOPIC_LONG = BAD_TOPIC + "it is longer than 249 characters."
     ("?clientId=&topic=t", "Request param 'clientId' is missing."),
     ("?clientId=c", "Request param 'topic' is missing."),
     ("?clientId=c&topic=t&socketPayload=xml", "'xml' is not a valid socket payload"),
-    ("?clientId=c&topic=t&socketPayload=avro",
-     "socketPayload 'avro' is not available in this version yet"),
     ("?clientId=c&topic=t&keyType=foo", "'foo' is not a valid format type"),
     ("?clientId=c&topic=t&valType=bar", "'bar' is not a valid format type"),
     ("?clientId=c&topic=t&transactional=maybe", "'maybe' is not a valid boolean value"),
@@ -119,7 +117,7 @@ BAD_TOPIC_LONG = BAD_TOPIC + "it is longer than 249 characters."
     ("?clientId=c&topic=..", BAD_TOPIC_DOTS),
     ("?clientId=c&topic=" + "t" * 250, BAD_TOPIC_LONG),
 ], ids=["nothing", "no-client", "empty-client", "no-topic", "bad-payload",
-        "avro", "bad-keytype", "bad-valtype", "bad-bool", "transactional",
+        "bad-keytype", "bad-valtype", "bad-bool", "transactional",
         "bad-percent", "nul", "too-long", "not-utf8", "cut-utf8", "surrogate",
         "topic-quote", "topic-backslash", "topic-newline", "topic-slash",
         "topic-non-ascii", "topic-dots", "topic-250"])

@@ -2,6 +2,7 @@
  * frames, commit frames and the /socket/out parameters. */
 #include "codec/json/jscan.h"
 #include "codec/json/json_consume.h"
+#include "codec/msgid.h"
 #include "commit/commit.h"
 #include "commit/gate.h"
 #include "commit/written.h"
@@ -17,7 +18,7 @@
 static int take_topic(kwp_commit_t *c, const char *topic, const char *id,
                       kwp_commit_pos_t *pos) {
   kwp_record_ref_t ref;
-  if (kwp_consume_msgid_parse(topic, strlen(topic), id, strlen(id), &ref))
+  if (kwp_msgid_parse(topic, strlen(topic), id, strlen(id), &ref))
     return KWP_ENOTFOUND;
   return kwp_commit_take(c, ref.partition, ref.offset, ref.timestamp, pos);
 }

@@ -53,7 +53,9 @@ static seen_t decode(const kwp_payload_t *fmt, int opcode, const char *text) {
 KWP_TEST(payload_find) {
   ASSERT(kwp_payload_find("json") != NULL);
   ASSERT(kwp_payload_find("JSON") == kwp_payload_find("json"));
-  ASSERT(kwp_payload_find("avro") == NULL);
+  ASSERT(kwp_payload_find("AVRO") == kwp_payload_find("avro"));
+  ASSERT_EQ(kwp_payload_find("avro")->opcode, KWP_WS_BINARY);
+  ASSERT(kwp_payload_find("protobuf") == NULL);
   ASSERT(kwp_payload_find("") == NULL);
   ASSERT_EQ(kwp_payload_find("json")->opcode, KWP_WS_TEXT);
 }
