@@ -101,6 +101,10 @@ static void read_headers(kwp_avro_in_t *in, precord_t *r) {
     return;
   for (int64_t n; !in->err && (n = kwp_avro_long(in)) != 0;) {
     if (n < 0) { /* a block with its size in bytes next */
+      if (n == INT64_MIN) {
+        kwp_avro_fail(in, "a bad block count");
+        return;
+      }
       n = -n;
       kwp_avro_long(in);
     }
