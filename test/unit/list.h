@@ -5,4 +5,5 @@
 #include "test/unit/list_core.h"
 #include "test/unit/list_payload.h"
 #include "test/unit/list_produce.h"
+#include "test/unit/list_registry.h"
 #include "test/unit/list_session.h"

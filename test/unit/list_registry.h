@@ -1,0 +1,9 @@
+/* core/registry tests */
+KWP_TEST_ENTRY(registry_fetches_by_id_once_then_serves_the_cache)
+KWP_TEST_ENTRY(registry_subject_latest_and_versions)
+KWP_TEST_ENTRY(registry_errors_map_to_codes)
+KWP_TEST_ENTRY(registry_connection_refused_is_unavailable_at_once)
+KWP_TEST_ENTRY(registry_timeout_is_unavailable)
+KWP_TEST_ENTRY(registry_coalesces_lookups_of_one_id_across_loops)
+KWP_TEST_ENTRY(registry_sends_basic_auth_and_never_shows_it)
+KWP_TEST_ENTRY(registry_registers_a_schema)
