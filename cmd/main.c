@@ -96,7 +96,25 @@ int main(int argc, char **argv) {
     kwp_config_free(cfg);
     return 1;
   }
+  kwp_registry_t *registry = NULL;
+  const char *sr_url = cfg->kafka_client.schema_registry.url;
+  if (sr_url && *sr_url) {
+    registry = kwp_registry_new(
+        sr_url, &cfg->kafka_client.schema_registry.properties, err,
+        sizeof(err));
+    if (!registry) {
+      KWP_LOG(KWP_LOG_ERROR, "registry", "cannot start: %s", err);
+      kwp_session_stop(session);
+      kwp_kafka_free(kafka);
+      kwp_config_free(cfg);
+      return 1;
+    }
+    KWP_LOG(KWP_LOG_INFO, "registry", "schema registry at %s",
+            kwp_registry_url(registry));
+  }
   kwp_ctx_t *ctx = kwp_ctx_new(cfg, kafka, kwp_session_admission(session));
+  if (ctx)
+    kwp_ctx_set_registry(ctx, registry);
   kwp_server_t *srv = ctx ? kwp_server_new(ctx, err, sizeof(err)) : NULL;
   int rc = 1;
   if (!ctx) {
@@ -110,6 +128,7 @@ int main(int argc, char **argv) {
   if (kwp_session_fatal(session))
     rc = 1; /* a duplicate server-id or no state topic: logged already */
   kwp_session_stop(session);
+  kwp_registry_free(registry);
   kwp_kafka_free(kafka);
   kwp_config_free(cfg);
   kwp_ctx_free(ctx);

@@ -203,6 +203,10 @@ kwp_ctx_t *kwp_ctx_new(const kwp_config_t *cfg, kwp_kafka_t *kafka,
   return ctx;
 }
 
+void kwp_ctx_set_registry(kwp_ctx_t *ctx, kwp_registry_t *reg) {
+  ctx->registry = reg;
+}
+
 void kwp_ctx_free(kwp_ctx_t *ctx) {
   if (!ctx)
     return;

@@ -10,6 +10,7 @@
 #include "core/config/config.h"
 #include "core/endpoint/admission.h"
 #include "core/kafka/kafka.h"
+#include "core/registry/registry.h"
 
 /* What every thread shares, read-mostly: the configuration, the Kafka
  * context, the admission step and the connection counters. Outlives the
@@ -22,6 +23,9 @@ typedef struct kwp_ctx kwp_ctx_t;
  */
 kwp_ctx_t *kwp_ctx_new(const kwp_config_t *cfg, kwp_kafka_t *kafka,
                        const kwp_admission_t *admission);
+/** Give the workers the schema registry client (NULL: none configured);
+ * borrowed. @locality main thread, before kwp_server_new() */
+void kwp_ctx_set_registry(kwp_ctx_t *ctx, kwp_registry_t *reg);
 /** Free a context once the server is gone. @locality main thread */
 void kwp_ctx_free(kwp_ctx_t *ctx);
 

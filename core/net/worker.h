@@ -69,6 +69,8 @@ uv_loop_t *kwp_worker_loop(kwp_worker_t *wk);
 const kwp_config_t *kwp_worker_cfg(const kwp_worker_t *wk);
 kwp_kafka_t *kwp_worker_kafka(const kwp_worker_t *wk);
 const kwp_admission_t *kwp_worker_admission(const kwp_worker_t *wk);
+/** The schema registry client, or NULL when none is configured. */
+kwp_registry_t *kwp_worker_registry(const kwp_worker_t *wk);
 /** Wall-clock ms (Unix epoch), read at most once per loop tick: the
  * CreateTime of the records this tick produces. @locality the worker's thread
  */
