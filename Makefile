@@ -8,7 +8,7 @@ WARN     ?= -Wall -Wextra -Wno-unused-parameter
 SANITIZER ?=
 PYTHON   ?= python3
 
-PKGS     := libuv rdkafka jansson
+PKGS     := libuv rdkafka jansson avro-c
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
