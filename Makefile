@@ -149,15 +149,19 @@ FUZZ_LIBS  := -lcrypto $(shell pkg-config --libs libuv 2>/dev/null) $(PKG_LIBS) 
 
 fuzz:
 	@bash test/setup.sh --fuzz
-	@mkdir -p build-fuzz/corpus-ws build-fuzz/corpus-jscan
+	@mkdir -p build-fuzz/corpus-ws build-fuzz/corpus-jscan build-fuzz/corpus-avro_json
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_ws test/fuzz/fuzz_ws.c \
 	  $(CODEC_SRC) core/base/error.c core/base/sbuf.c $(FUZZ_LIBS)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_jscan test/fuzz/fuzz_jscan.c \
+	  $(CODEC_SRC) core/base/error.c core/base/sbuf.c $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_avro_json test/fuzz/fuzz_avro_json.c \
 	  $(CODEC_SRC) core/base/error.c core/base/sbuf.c $(FUZZ_LIBS)
 	./build-fuzz/fuzz_ws -max_total_time=$(FUZZ_TIME) -artifact_prefix=build-fuzz/ \
 	  build-fuzz/corpus-ws test/fuzz/corpus/ws
 	./build-fuzz/fuzz_jscan -max_total_time=$(FUZZ_TIME) -max_len=4096 \
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus-jscan test/fuzz/corpus/jscan
+	./build-fuzz/fuzz_avro_json -max_total_time=$(FUZZ_TIME) -max_len=4096 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/corpus-avro_json test/fuzz/corpus/avro_json
 
 format:
 	clang-format -i $(FORMAT_SRC)
