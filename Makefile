@@ -147,21 +147,20 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined 
               -fno-sanitize-recover=undefined -I. -I$(LLHTTP_INC) $(PKG_CFLAGS)
 FUZZ_LIBS  := -lcrypto $(shell pkg-config --libs libuv 2>/dev/null) $(PKG_LIBS) -lm
 
+FUZZ_TARGETS := ws jscan avro_payload avro_json
+
 fuzz:
 	@bash test/setup.sh --fuzz
-	@mkdir -p build-fuzz/corpus-ws build-fuzz/corpus-jscan build-fuzz/corpus-avro_payload
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_ws test/fuzz/fuzz_ws.c \
-	  $(CODEC_SRC) core/base/error.c core/base/sbuf.c $(FUZZ_LIBS)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_jscan test/fuzz/fuzz_jscan.c \
-	  $(CODEC_SRC) core/base/error.c core/base/sbuf.c $(FUZZ_LIBS)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_avro_payload test/fuzz/fuzz_avro_payload.c \
-	  $(CODEC_SRC) core/base/error.c core/base/sbuf.c $(FUZZ_LIBS)
-	./build-fuzz/fuzz_ws -max_total_time=$(FUZZ_TIME) -artifact_prefix=build-fuzz/ \
-	  build-fuzz/corpus-ws test/fuzz/corpus/ws
-	./build-fuzz/fuzz_jscan -max_total_time=$(FUZZ_TIME) -max_len=4096 \
-	  -artifact_prefix=build-fuzz/ build-fuzz/corpus-jscan test/fuzz/corpus/jscan
-	./build-fuzz/fuzz_avro_payload -max_total_time=$(FUZZ_TIME) -max_len=4096 \
-	  -artifact_prefix=build-fuzz/ build-fuzz/corpus-avro_payload test/fuzz/corpus/avro_payload
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus-$$t; \
+	  $(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_$$t test/fuzz/fuzz_$$t.c \
+	    $(CODEC_SRC) core/base/error.c core/base/sbuf.c $(FUZZ_LIBS); \
+	done
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz_$$t: $(FUZZ_TIME) s"; \
+	  ./build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -max_len=4096 \
+	    -artifact_prefix=build-fuzz/ build-fuzz/corpus-$$t test/fuzz/corpus/$$t; \
+	done
 
 format:
 	clang-format -i $(FORMAT_SRC)

@@ -1,0 +1,10 @@
+/* Avro <-> JSON converter and Confluent framing (codec/avro/) */
+KWP_TEST_ENTRY(avro_every_type_round_trip)
+KWP_TEST_ENTRY(avro_union_both_forms)
+KWP_TEST_ENTRY(avro_defaults)
+KWP_TEST_ENTRY(avro_encode_errors)
+KWP_TEST_ENTRY(avro_decode_errors)
+KWP_TEST_ENTRY(avro_decode_hostile_input)
+KWP_TEST_ENTRY(avro_cross_check_with_avro_c)
+KWP_TEST_ENTRY(avro_schema_refused)
+KWP_TEST_ENTRY(avro_wire_format)
