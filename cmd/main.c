@@ -1,4 +1,5 @@
 /* kafka-ws-proxy: command line, configuration, and the server's lifetime. */
+#include "codec/avro/schemas.h"
 #include "core/base/log.h"
 #include "core/config/config.h"
 #include "core/kafka/kafka.h"
@@ -61,6 +62,41 @@ static int parse_args(int argc, char **argv, args_t *a) {
   return 0;
 }
 
+/* schema-registry.auto-register-schemas: the wrapper schemas of
+ * socketPayload=avro go to the registry, each under its full record name,
+ * so that tools that read through the registry know them. Before the
+ * workers start, on a loop of its own; a registry that does not answer
+ * costs at most its request timeout and a warning. */
+static void registered(void *arg, int err, const kwp_schema_t *sch,
+                       const char *message) {
+  const char *subject = arg;
+  if (err)
+    KWP_LOG(KWP_LOG_WARN, "registry", "registering %s: %s", subject, message);
+  else
+    KWP_LOG(KWP_LOG_INFO, "registry", "registered %s as schema %d", subject,
+            sch->id);
+}
+
+static void register_wrappers(kwp_registry_t *reg) {
+  static char subjects[8][128];
+  uv_loop_t loop;
+  const kwp_avro_schema_doc_t *d;
+  if (uv_loop_init(&loop) != 0)
+    return;
+  for (size_t i = 0; (d = kwp_avro_schema_at(i)) && i < 8; i++) {
+    if (i && !strcmp(d->name, kwp_avro_schema_at(i - 1)->name))
+      continue; /* AvroCommit is served at two paths */
+    snprintf(subjects[i], sizeof(subjects[i]),
+             "net.scalytica.kafka.wsproxy.avro.%s", d->name);
+    if (kwp_registry_register(reg, &loop, subjects[i], d->text, registered,
+                              subjects[i]) != 0)
+      KWP_LOG(KWP_LOG_WARN, "registry", "registering %s: out of memory",
+              subjects[i]);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
+
 int main(int argc, char **argv) {
   args_t a = {0};
   char err[1024];
@@ -99,9 +135,9 @@ int main(int argc, char **argv) {
   kwp_registry_t *registry = NULL;
   const char *sr_url = cfg->kafka_client.schema_registry.url;
   if (sr_url && *sr_url) {
-    registry = kwp_registry_new(
-        sr_url, &cfg->kafka_client.schema_registry.properties, err,
-        sizeof(err));
+    registry =
+        kwp_registry_new(sr_url, &cfg->kafka_client.schema_registry.properties,
+                         err, sizeof(err));
     if (!registry) {
       KWP_LOG(KWP_LOG_ERROR, "registry", "cannot start: %s", err);
       kwp_session_stop(session);
@@ -111,6 +147,8 @@ int main(int argc, char **argv) {
     }
     KWP_LOG(KWP_LOG_INFO, "registry", "schema registry at %s",
             kwp_registry_url(registry));
+    if (cfg->kafka_client.schema_registry.auto_register_schemas)
+      register_wrappers(registry);
   }
   kwp_ctx_t *ctx = kwp_ctx_new(cfg, kafka, kwp_session_admission(session));
   if (ctx)

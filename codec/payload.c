@@ -36,6 +36,7 @@ static const struct {
     {"double", KWP_FMT_DOUBLE},
     {"float", KWP_FMT_FLOAT},
     {"avro", KWP_FMT_AVRO},
+    {"avro_registry", KWP_FMT_AVRO_REGISTRY},
 };
 
 int kwp_fmt_parse(const char *name, size_t len, kwp_fmt_t *out) {

@@ -29,6 +29,9 @@ typedef enum kwp_fmt {
   KWP_FMT_DOUBLE,
   KWP_FMT_FLOAT,
   KWP_FMT_AVRO, /* base64 in JSON (Avro-encoded bytes), raw bytes in Kafka */
+  /* JSON in JSON; in Kafka Avro under a Schema Registry schema, in the
+   * Confluent wire format (codec/avro/wire.h) */
+  KWP_FMT_AVRO_REGISTRY,
 } kwp_fmt_t;
 
 /**
@@ -109,11 +112,32 @@ typedef struct kwp_record_ref {
   int64_t offset, timestamp;
 } kwp_record_ref_t;
 
+typedef struct kwp_avro_schema kwp_avro_schema_t; /* codec/avro/avro_json.h */
+
+/* A Schema Registry schema a socket writes keys or values with. */
+typedef struct kwp_sr_writer {
+  int32_t id;
+  const kwp_avro_schema_t *schema;
+} kwp_sr_writer_t;
+
+/* The schemas of avro_registry keys and values. */
+typedef struct kwp_sr_opts {
+  kwp_sr_writer_t key, value; /* produce (schema NULL: not avro_registry) */
+  /**
+   * Consume: the schema of @p id, or NULL when the registry had none to
+   * give (the consume path fetches every id before it hands a record on).
+   * @p why: what was wrong, when NULL.
+   */
+  const kwp_avro_schema_t *(*reader)(void *arg, int32_t id, const char **why);
+  void *arg;
+} kwp_sr_opts_t;
+
 /* What a socket's format needs to know of it. */
 typedef struct kwp_payload_opts {
   const char *topic; /* a Kafka topic name: [a-zA-Z0-9._-] */
   size_t topic_len;
   kwp_fmt_t key_fmt, val_fmt; /* KWP_FMT_NONE key: no keyType given */
+  const kwp_sr_opts_t *sr;    /* NULL unless a type is avro_registry */
 } kwp_payload_opts_t;
 
 typedef struct kwp_payload {
@@ -153,15 +177,5 @@ typedef struct kwp_payload {
  * @locality any thread
  */
 const kwp_payload_t *kwp_payload_find(const char *name);
-
-/**
- * Parse a format type name (case-insensitive; `byte_array` is an alias of
- * `bytearray`). @locality any thread; pure
- * @returns 0, or KWP_EBADREQ for an unknown name.
- */
-int kwp_fmt_parse(const char *name, size_t len, kwp_fmt_t *out);
-
-/** The canonical name ("json", "string", ...); "" for KWP_FMT_NONE. */
-const char *kwp_fmt_name(kwp_fmt_t fmt);
 
 #endif

@@ -4,6 +4,8 @@
  * validated. */
 #include "codec/json/json_consume.h"
 
+#include "codec/avro/avro_json.h"
+#include "codec/avro/wire.h"
 #include "codec/json/jscan.h"
 #include "codec/ws/ws.h"
 #include "core/base/error.h"
@@ -228,13 +230,63 @@ static int append_typed(kwp_sbuf_t *b, kwp_fmt_t fmt, const uint8_t *p,
   }
 }
 
-/* {"value":...,"format":...}; 0, or -1 when it fell back to base64. */
-static int append_field(kwp_sbuf_t *b, kwp_fmt_t fmt, int typed,
-                        const uint8_t *p, size_t n) {
+/* An avro_registry key or value, decoded to JSON with the schema its id
+ * names: {"value":...,"format":"avro_registry","schemaId":id}.
+ * @returns 0, or -1 (nothing written) with @p why. */
+static int append_registry(kwp_sbuf_t *b, const kwp_sr_opts_t *sr,
+                           const uint8_t *p, size_t n, char *why,
+                           size_t whylen) {
+  int32_t id;
+  const uint8_t *body;
+  size_t body_len, len0 = b->len;
+  const char *miss = "no schema registry";
+  const kwp_avro_schema_t *sch;
+  char w[192];
+  if (kwp_avro_wire_parse(p, n, &id, &body, &body_len) != 0) {
+    snprintf(why, whylen,
+             "not in the Schema Registry wire format (magic byte 0, a 4-byte "
+             "schema id)");
+    return -1;
+  }
+  if (!sr || !(sch = sr->reader(sr->arg, id, &miss))) {
+    snprintf(why, whylen, "schema %d: %s", id, miss);
+    return -1;
+  }
+  APPEND_LIT(b, "{\"value\":");
+  if (kwp_avro_to_json(sch, body, body_len, b, w, sizeof(w)) != 0) {
+    b->len = len0;
+    snprintf(why, whylen, "not valid under schema %d: %s", id, w);
+    return -1;
+  }
+  char *d = kwp_sbuf_reserve(b, 64);
+  if (d) {
+    d = KWP_PUT_LIT(d, ",\"format\":\"avro_registry\",\"schemaId\":");
+    d = kwp_put_i64(d, id);
+    *d++ = '}';
+    b->len = (size_t)(d - b->data);
+  }
+  return 0;
+}
+
+/* {"value":...,"format":...}; 0, or -1 when it fell back to base64 (with
+ * @p why for an avro_registry one). */
+static int append_field(kwp_sbuf_t *b, const kwp_sr_opts_t *sr, kwp_fmt_t fmt,
+                        int typed, const uint8_t *p, size_t n, char *why,
+                        size_t whylen) {
   int rc = 0;
+  if (fmt == KWP_FMT_AVRO_REGISTRY && p) {
+    if (append_registry(b, sr, p, n, why, whylen) == 0)
+      return 0;
+    typed = 0;
+    rc = -1;
+    p = n ? p : (const uint8_t *)""; /* base64 of it below */
+  }
   APPEND_LIT(b, "{\"value\":");
   if (!p) {
     APPEND_LIT(b, "null");
+  } else if (rc) { /* avro_registry that did not decode */
+    append_base64(b, p, n);
+    fmt = KWP_FMT_BYTEARRAY;
   } else if (!typed) { /* no keyType: a string when it is text */
     if (append_string(b, p, n) == 0) {
       fmt = KWP_FMT_STRING;
@@ -281,9 +333,26 @@ static void append_headers(kwp_sbuf_t *b, const kwp_record_t *r) {
   APPEND_LIT(b, "]");
 }
 
-int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
-                       kwp_fmt_t val_fmt, const kwp_record_t *r) {
-  size_t tlen = strlen(topic);
+/* The error and message of a record whose key or value went as base64. */
+static void append_misfit(kwp_sbuf_t *b, int is_value, kwp_fmt_t fmt,
+                          const char *why) {
+  char msg[400];
+  APPEND_LIT(b, ",\"error\":\"");
+  append_str(b, kwp_err_result_code(is_value ? KWP_EBADVALUE : KWP_EBADKEY));
+  APPEND_LIT(b, "\",\"message\":");
+  snprintf(msg, sizeof(msg),
+           "the %s is not a valid %s%s%s%s; its bytes are given in base64",
+           is_value ? "value" : "key", kwp_fmt_name(fmt), *why ? " (" : "", why,
+           *why ? ")" : "");
+  if (append_string(b, (const uint8_t *)msg, strlen(msg)) != 0)
+    APPEND_LIT(b, "null");
+}
+
+int kwp_consume_record(kwp_sbuf_t *out, const kwp_payload_opts_t *o,
+                       const kwp_record_t *r) {
+  const char *topic = o->topic;
+  size_t tlen = o->topic_len;
+  kwp_fmt_t key_fmt = o->key_fmt, val_fmt = o->val_fmt;
   /* Each number is formatted once, into the id, and its text copied into
    * its field. The head: fixed text, the topic twice and six numbers of <= 20
    * chars. */
@@ -315,24 +384,19 @@ int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
   d = KWP_PUT_LIT(d, ",\"headers\":");
   out->len += (size_t)(d - d0);
   append_headers(out, r);
-  int n, bad_key = 0, bad_value;
+  int bad_key = 0, bad_value;
+  char why_key[256] = "", why_value[256] = "";
   if (r->key) {
     APPEND_LIT(out, ",\"key\":");
-    bad_key = append_field(out, key_fmt, key_fmt != KWP_FMT_NONE, r->key,
-                           r->key_len) != 0;
+    bad_key = append_field(out, o->sr, key_fmt, key_fmt != KWP_FMT_NONE, r->key,
+                           r->key_len, why_key, sizeof(why_key)) != 0;
   }
   APPEND_LIT(out, ",\"value\":");
-  bad_value = append_field(out, val_fmt, 1, r->value, r->value_len) != 0;
-  if (bad_key || bad_value) {
-    char msg[160];
-    n = snprintf(msg, sizeof(msg),
-                 ",\"error\":\"%s\",\"message\":\"the %s is not a valid %s; "
-                 "its bytes are given in base64\"",
-                 kwp_err_result_code(bad_value ? KWP_EBADVALUE : KWP_EBADKEY),
-                 bad_value ? "value" : "key",
-                 kwp_fmt_name(bad_value ? val_fmt : key_fmt));
-    kwp_sbuf_append(out, msg, (size_t)n);
-  }
+  bad_value = append_field(out, o->sr, val_fmt, 1, r->value, r->value_len,
+                           why_value, sizeof(why_value)) != 0;
+  if (bad_key || bad_value)
+    append_misfit(out, bad_value, bad_value ? val_fmt : key_fmt,
+                  bad_value ? why_value : why_key);
   APPEND_LIT(out, "}");
   return out->oom ? KWP_ENOMEM : 0;
 }

@@ -18,15 +18,17 @@
 #include <stdint.h>
 
 /**
- * Append the frame of record @p r of @p topic (Kafka topic names need no
- * JSON escaping: [a-zA-Z0-9._-]). @p key_fmt KWP_FMT_NONE means the key
- * type was not given: the key is then a string when valid UTF-8, otherwise
- * base64 ("bytearray"). A key or value that does not decode as its type is
- * written as base64 "bytearray" and the frame gets "error"/"message".
+ * Append the frame of record @p r of the socket @p o describes (Kafka topic
+ * names need no JSON escaping: [a-zA-Z0-9._-]). A key_fmt KWP_FMT_NONE means
+ * the key type was not given: the key is then a string when valid UTF-8,
+ * otherwise base64 ("bytearray"). An avro_registry key or value is decoded
+ * to JSON with the schema o->sr gives for its id. A key or value that does
+ * not decode as its type is written as base64 "bytearray" and the frame gets
+ * "error"/"message".
  * @returns 0, or KWP_ENOMEM (@p out->oom set).
  */
-int kwp_consume_record(kwp_sbuf_t *out, const char *topic, kwp_fmt_t key_fmt,
-                       kwp_fmt_t val_fmt, const kwp_record_t *r);
+int kwp_consume_record(kwp_sbuf_t *out, const kwp_payload_opts_t *o,
+                       const kwp_record_t *r);
 
 /**
  * Parse a commit frame `{"wsProxyMessageId": "<id>"}` (other fields

@@ -101,7 +101,7 @@ static void hold_over(uv_timer_t *t) {
   kwp_kbridge_hold(s->kb_msgs, 0);
 }
 
-static void pause_set(consume_sess_t *s, int bit) {
+void kwp_consume__pause_set(consume_sess_t *s, int bit) {
   if (!s->paused) {
     kwp_kbridge_hold(s->kb_msgs, 1);
     uv_timer_start(&s->hold_timer, hold_over,
@@ -112,7 +112,7 @@ static void pause_set(consume_sess_t *s, int bit) {
 
 static void release_held(consume_sess_t *s);
 
-static void pause_clear(consume_sess_t *s, int bit) {
+void kwp_consume__pause_clear(consume_sess_t *s, int bit) {
   if (!(s->paused & bit))
     return;
   s->paused &= ~bit;
@@ -263,7 +263,7 @@ static void flush(consume_sess_t *s) {
       kwp_written_handed(s->written, kwp_conn_tx_total(s->conn),
                          kwp_conn_tx_written(s->conn));
     if (kwp_conn_send_queued(s->conn) > s->cfg->server.max_buffered_send_bytes)
-      pause_set(s, CPAUSE_SENDQ);
+      kwp_consume__pause_set(s, CPAUSE_SENDQ);
   }
   s->out.len = 0;
   s->out.oom = 0;
@@ -315,7 +315,7 @@ static void record_emit(consume_sess_t *s, rd_kafka_message_t *rkm) {
 }
 
 static void rate_timer_cb(uv_timer_t *t) {
-  pause_clear(t->data, CPAUSE_RATE);
+  kwp_consume__pause_clear(t->data, CPAUSE_RATE);
 }
 
 /* Take the rate tokens of one record; pause when over the rate. */
@@ -326,7 +326,7 @@ static void rate_take(consume_sess_t *s) {
   if (s->rate_group && (w = kwp_rate_take(s->rate_group, now)) > wait)
     wait = w;
   if (wait) {
-    pause_set(s, CPAUSE_RATE);
+    kwp_consume__pause_set(s, CPAUSE_RATE);
     uv_timer_start(&s->rate_timer, rate_timer_cb, wait, 0);
   }
 }
@@ -352,6 +352,8 @@ static int hold(consume_sess_t *s, const held_rec_t *r) {
 static void release_held(consume_sess_t *s) {
   size_t i = 0;
   for (; i < s->nheld && !s->paused; i++) {
+    if (s->opts.sr && !kwp_consume__sr_ready(s, s->held[i].m))
+      break;
     record_deliver(s, s->held[i].m);
     rec_free(&s->held[i]);
   }
@@ -413,6 +415,8 @@ static void on_record(consume_sess_t *s, const held_rec_t *r) {
     s->q_look = 0;
     queue_look(s, m);
   }
+  if (s->opts.sr && !s->paused)
+    kwp_consume__sr_ready(s, m); /* pauses while a schema is fetched */
   /* Fetched before a pause took effect: keep it for the resume (bounded
    * by what librdkafka had prefetched). */
   if (s->paused && hold(s, r) == 0)
@@ -883,7 +887,7 @@ static void consume_writable(kwp_conn_t *conn, void *state) {
   consume_sess_t *s = state;
   if (s->written)
     kwp_written_advance(s->written, kwp_conn_tx_written(conn));
-  pause_clear(s, CPAUSE_SENDQ);
+  kwp_consume__pause_clear(s, CPAUSE_SENDQ);
 }
 
 static void handle_closed(uv_handle_t *h) {

@@ -35,7 +35,13 @@
  * metadata (10 s) has been refreshed. */
 #define TOPIC_RECHECK_MS 11000
 
-enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2 };
+/* Why the socket does not take records: the client's send queue, the rate,
+ * or a Schema Registry schema being fetched (consume_schema.c). */
+enum { CPAUSE_SENDQ = 1, CPAUSE_RATE = 2, CPAUSE_SCHEMA = 4 };
+/* How long a schema id the registry could not give is not asked for again
+ * (its records go out with an error meanwhile). */
+#define SCHEMA_RETRY_MS 10000
+#define SCHEMA_FAILED_MAX 4
 enum { ST_OPEN, ST_COMMITTING, ST_CLOSING, ST_DONE };
 
 /* A record fetched while the socket was paused: from the records' queue a
@@ -56,6 +62,17 @@ typedef struct kwp_consume {
   char reset[KWP_PARAM_MAX], isolation[KWP_PARAM_MAX];
   const kwp_payload_t *fmt;
   kwp_payload_opts_t opts;
+  /* avro_registry keys or values: the schemas of their ids, from the
+   * registry's cache; the id being fetched (0: none) and the last ids the
+   * registry could not give, with why */
+  kwp_sr_opts_t sr;
+  int32_t sr_fetching;
+  struct {
+    int32_t id;
+    uint64_t until;
+    char why[160];
+  } sr_failed[SCHEMA_FAILED_MAX];
+  unsigned sr_failed_next;
   int auto_commit;
   int64_t rate, batch;
   rd_kafka_t *rk;
@@ -127,5 +144,13 @@ void kwp_consume__on_error(rd_kafka_t *rk, int err, const char *reason,
 void kwp_consume__on_drained(void *arg, int empty);
 void kwp_consume__on_ctl_drained(void *arg, int empty);
 void kwp_consume__commit_tick(uv_timer_t *t);
+void kwp_consume__pause_set(consume_sess_t *s, int bit);
+void kwp_consume__pause_clear(consume_sess_t *s, int bit);
+/* consume_schema.c: avro_registry schemas. init() points s->opts at them;
+ * ready() is 1 when every schema @p m needs is at hand (or could not be
+ * had), else 0, the fetch started and the socket paused (CPAUSE_SCHEMA)
+ * until it ends. */
+void kwp_consume__sr_init(consume_sess_t *s);
+int kwp_consume__sr_ready(consume_sess_t *s, const rd_kafka_message_t *m);
 
 #endif

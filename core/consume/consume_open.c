@@ -161,6 +161,7 @@ kwp_consume_t *kwp_consume_new(kwp_worker_t *wk, const kwp_consume_conf_t *cc) {
                                  .topic_len = strlen(s->topic),
                                  .key_fmt = cc->key_fmt,
                                  .val_fmt = cc->val_fmt};
+  kwp_consume__sr_init(s);
   s->auto_commit = cc->auto_commit;
   s->rate = cc->rate;
   s->batch = cc->batch;

@@ -63,6 +63,7 @@ static int in_parse(kwp_upgrade_t *up, const char *url, void **state, char *msg,
   kwp_worker_t *wk = kwp_upgrade_worker(up);
   const kwp_config_t *cfg = kwp_worker_cfg(wk);
   in_params_t p = {.pc = {.val_fmt = KWP_FMT_STRING}};
+  int registry = kwp_worker_registry(wk) != NULL;
   int err = KWP_EBADREQ;
   if (kwp_param_required(url, "clientId", p.client_id, &err, msg, msglen) < 0 ||
       kwp_param_topic(url, p.topic, &err, msg, msglen) < 0 ||
@@ -70,6 +71,10 @@ static int in_parse(kwp_upgrade_t *up, const char *url, void **state, char *msg,
       kwp_param_payload(url, &p.pc.fmt, &err, msg, msglen) < 0 ||
       kwp_param_format(url, "keyType", &p.pc.key_fmt, &err, msg, msglen) < 0 ||
       kwp_param_format(url, "valType", &p.pc.val_fmt, &err, msg, msglen) < 0 ||
+      kwp_param_schema(url, "key", p.pc.key_fmt, p.pc.fmt, registry, p.topic,
+                       &p.pc.key_schema, &err, msg, msglen) < 0 ||
+      kwp_param_schema(url, "val", p.pc.val_fmt, p.pc.fmt, registry, p.topic,
+                       &p.pc.val_schema, &err, msg, msglen) < 0 ||
       kwp_param(url, "instanceId", p.instance_id, &err, msg, msglen) < 0 ||
       transactional_param(cfg, &p, url, &err, msg, msglen) < 0)
     return err;

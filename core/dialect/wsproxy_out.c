@@ -43,8 +43,8 @@ static int choice_param(const char *url, const char *name, char *out,
   return -1;
 }
 
-static int parse_params(out_params_t *p, const char *url, int *err, char *msg,
-                        size_t msglen) {
+static int parse_params(out_params_t *p, const char *url, int registry,
+                        int *err, char *msg, size_t msglen) {
   static const char *const resets[] = {"earliest", "latest", "none", NULL};
   static const char *const isolations[] = {"read_uncommitted", "read_committed",
                                            NULL};
@@ -57,6 +57,10 @@ static int parse_params(out_params_t *p, const char *url, int *err, char *msg,
       kwp_param_payload(url, &cc->fmt, err, msg, msglen) < 0 ||
       kwp_param_format(url, "keyType", &cc->key_fmt, err, msg, msglen) < 0 ||
       kwp_param_format(url, "valType", &cc->val_fmt, err, msg, msglen) < 0 ||
+      kwp_param_schema(url, "key", cc->key_fmt, cc->fmt, registry, p->topic,
+                       NULL, err, msg, msglen) < 0 ||
+      kwp_param_schema(url, "val", cc->val_fmt, cc->fmt, registry, p->topic,
+                       NULL, err, msg, msglen) < 0 ||
       choice_param(url, "offsetResetStrategy", p->reset, resets, err, msg,
                    msglen) < 0 ||
       choice_param(url, "isolationLevel", p->isolation, isolations, err, msg,
@@ -77,7 +81,8 @@ static int out_parse(kwp_upgrade_t *up, const char *url, void **state,
                      char *msg, size_t msglen) {
   out_params_t p = {0};
   int err = KWP_EBADREQ;
-  if (parse_params(&p, url, &err, msg, msglen) != 0)
+  int registry = kwp_worker_registry(kwp_upgrade_worker(up)) != NULL;
+  if (parse_params(&p, url, registry, &err, msg, msglen) != 0)
     return err;
   p.cc.client_id = p.client_id;
   p.cc.group_id = p.group_id;

@@ -46,4 +46,27 @@ int kwp_param_bool(const char *url, const char *name, int *out, int *err,
 int kwp_param_positive(const char *url, const char *name, int64_t max,
                        int64_t *out, int *err, char *msg, size_t msglen);
 
+/* The Schema Registry schema a producer socket writes avro_registry keys or
+ * values with. */
+typedef struct kwp_schema_ref {
+  char subject[KWP_PARAM_MAX + 8]; /* default <topic>-key / <topic>-value */
+  int32_t id;                      /* > 0: this id (subject, version unused) */
+  int version;                     /* > 0, or -1: the subject's latest */
+} kwp_schema_ref_t;
+
+/**
+ * Check an avro_registry type and read its schema parameters. @p side is
+ * "key" or "val" (`keyType`, `keySchemaId`, `keySubject`,
+ * `keySchemaVersion`; `val...`), @p fmt that side's type, @p registry
+ * whether a schema registry is configured; @p ref (NULL: a consumer, which
+ * takes the id from each record) gets the schema to write with.
+ * @returns 0, or -1 with KWP_EBADREQ and the message: avro_registry without
+ * a registry or on a @p payload other than JSON, a schema parameter without
+ * avro_registry, an id together with a subject or version, a bad number.
+ */
+int kwp_param_schema(const char *url, const char *side, kwp_fmt_t fmt,
+                     const kwp_payload_t *payload, int registry,
+                     const char *topic, kwp_schema_ref_t *ref, int *err,
+                     char *msg, size_t msglen);
+
 #endif

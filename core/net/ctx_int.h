@@ -13,7 +13,7 @@ struct kwp_ctx {
   const kwp_config_t *cfg;
   kwp_kafka_t *kafka;
   const kwp_admission_t *admission;
-  kwp_registry_t *registry; /* NULL: no schema-registry.url */
+  kwp_registry_t *registry;    /* NULL: no schema-registry.url */
   atomic_size_t open_conns;    /* admitted (under the limit), not yet freed */
   atomic_size_t refused_conns; /* being answered 503, not yet freed */
   atomic_uint_fast64_t next_conn_id;

@@ -55,6 +55,8 @@ struct kwp_produce {
   char client_id[PARAM_MAX], topic[PARAM_MAX], instance_id[PARAM_MAX];
   const kwp_payload_t *fmt;
   kwp_payload_opts_t opts;
+  kwp_sr_opts_t sr; /* avro_registry: the writer schemas */
+  kwp_schema_ref_t key_ref, val_ref;
   kwp_sbuf_t out;             /* the result frames of one flush */
   kwp_after_batch_t flush_ab; /* one flush per batch of delivery reports */
   produce_slot_t *cur;        /* the slot of the message being decoded */
@@ -435,6 +437,11 @@ kwp_produce_t *kwp_produce_new(kwp_worker_t *wk, const kwp_produce_conf_t *pc) {
                                  .topic_len = strlen(s->topic),
                                  .key_fmt = pc->key_fmt,
                                  .val_fmt = pc->val_fmt};
+  s->key_ref = pc->key_schema;
+  s->val_ref = pc->val_schema;
+  if (pc->key_fmt == KWP_FMT_AVRO_REGISTRY ||
+      pc->val_fmt == KWP_FMT_AVRO_REGISTRY)
+    s->opts.sr = &s->sr;
   return s;
 }
 
@@ -519,12 +526,8 @@ static int tx_open(produce_sess_t *s, char *msg, size_t msglen) {
   return KWP_EUNAVAILABLE;
 }
 
-void kwp_produce_open(kwp_upgrade_t *up, void *state,
-                      kwp_claim_handle_t *claim) {
-  produce_sess_t *s = state;
+static void open_start(produce_sess_t *s, kwp_upgrade_t *up) {
   char msg[PARAM_MAX + 640];
-  s->claim = claim;
-  s->conn = kwp_upgrade_conn(up);
   int err = sess_init(s, msg, sizeof(msg));
   if (err) {
     kwp_produce_discard(s);
@@ -536,5 +539,71 @@ void kwp_produce_open(kwp_upgrade_t *up, void *state,
     kwp_upgrade_refuse(up, err, msg);
   } else {
     s->up = up; /* tx_ready() answers */
+  }
+}
+
+/* --- avro_registry: the writer schemas, before the upgrade answers --- */
+
+static void schema_next(produce_sess_t *s);
+
+static void schema_found(void *arg, int err, const kwp_schema_t *sch,
+                         const char *message) {
+  produce_sess_t *s = arg;
+  char msg[PARAM_MAX + 320];
+  if (err) {
+    kwp_upgrade_t *up = s->up;
+    s->up = NULL;
+    snprintf(msg, sizeof(msg), "Schema registry: %s", message);
+    kwp_produce_discard(s);
+    /* what the client named does not exist or is no Avro schema: its
+     * request is wrong; anything else is the registry's trouble */
+    kwp_upgrade_refuse(up,
+                       err == KWP_ENOTFOUND || err == KWP_EBADVALUE
+                           ? KWP_EBADREQ
+                           : KWP_EUNAVAILABLE,
+                       msg);
+    return;
+  }
+  kwp_sr_writer_t *w =
+      s->sr.key.schema || s->opts.key_fmt != KWP_FMT_AVRO_REGISTRY
+          ? &s->sr.value
+          : &s->sr.key;
+  w->id = sch->id;
+  w->schema = sch->avro;
+  schema_next(s);
+}
+
+/* Look up the next writer schema not known yet; open once all are. */
+static void schema_next(produce_sess_t *s) {
+  kwp_registry_t *reg = kwp_worker_registry(s->wk);
+  uv_loop_t *loop = kwp_worker_loop(s->wk);
+  const kwp_schema_ref_t *ref = NULL;
+  if (s->opts.key_fmt == KWP_FMT_AVRO_REGISTRY && !s->sr.key.schema)
+    ref = &s->key_ref;
+  else if (s->opts.val_fmt == KWP_FMT_AVRO_REGISTRY && !s->sr.value.schema)
+    ref = &s->val_ref;
+  if (!ref) {
+    kwp_upgrade_t *up = s->up;
+    s->up = NULL;
+    open_start(s, up);
+    return;
+  }
+  int rc = ref->id > 0 ? kwp_registry_by_id(reg, loop, ref->id, schema_found, s)
+                       : kwp_registry_by_subject(reg, loop, ref->subject,
+                                                 ref->version, schema_found, s);
+  if (rc != 0)
+    schema_found(s, KWP_EUNAVAILABLE, NULL, kwp_strerror(rc));
+}
+
+void kwp_produce_open(kwp_upgrade_t *up, void *state,
+                      kwp_claim_handle_t *claim) {
+  produce_sess_t *s = state;
+  s->claim = claim;
+  s->conn = kwp_upgrade_conn(up);
+  if (s->opts.sr) {
+    s->up = up; /* schema_found() answers */
+    schema_next(s);
+  } else {
+    open_start(s, up);
   }
 }

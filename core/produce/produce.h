@@ -14,6 +14,7 @@
 
 #include "codec/payload.h"
 #include "core/endpoint/endpoint.h"
+#include "core/endpoint/params.h"
 #include "core/net/worker.h"
 
 typedef struct kwp_produce kwp_produce_t;
@@ -26,6 +27,9 @@ typedef struct kwp_produce_conf {
   int transactional;       /* exactly-once (a producer of its own) */
   const kwp_payload_t *fmt;
   kwp_fmt_t key_fmt, val_fmt;
+  /* avro_registry keys or values: the schema they are written with, looked
+   * up in the schema registry by open() */
+  kwp_schema_ref_t key_schema, val_schema;
 } kwp_produce_conf_t;
 
 /**
@@ -42,8 +46,10 @@ kwp_produce_t *kwp_produce_new(kwp_worker_t *wk, const kwp_produce_conf_t *pc);
 
 /* Pipeline steps (state: a kwp_produce_t). The topic; admission when
  * producer.sessions-enabled (at most the clientId's max-connections
- * instances); open() starts the producer (answering once a transactional
- * one is initialised); discard() frees an unopened one. */
+ * instances); open() looks up avro_registry schemas (an unknown subject,
+ * version or id: 400; the registry unreachable: 503) and starts the
+ * producer (answering once a transactional one is initialised); discard()
+ * frees an unopened one. */
 const char *kwp_produce_topic(void *state);
 int kwp_produce_admission(void *state, int partitions, kwp_admit_req_t *req);
 void kwp_produce_open(kwp_upgrade_t *up, void *state,

@@ -3,15 +3,15 @@
  * it), the requests in flight (a mutex), and the HTTP calls, which block and
  * so run on libuv's thread pool. A requester waits on a uv_async_t of its own
  * loop, so one answer fetched on a pool thread reaches loops of any worker.
- * The one file outside codec/ that includes <avro.h>: schemas are parsed
- * once, on the pool thread, and the cache owns them.
+ * Schemas are compiled (codec/avro/avro_json.h) once, on the pool thread,
+ * and the cache owns them.
  */
 #include "core/registry/registry.h"
 
+#include "codec/avro/avro_json.h"
 #include "core/base/error.h"
 #include "core/base/log.h"
 
-#include <avro.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
@@ -159,7 +159,7 @@ static void schema_free(void *p) {
   kwp_schema_t *s = p;
   if (!s->subject) { /* an id entry owns the text and the parsed schema */
     free((char *)s->text);
-    avro_schema_decref(s->avro);
+    kwp_avro_schema_free((kwp_avro_schema_t *)s->avro);
   }
   free((char *)s->subject);
   free(s);
@@ -210,18 +210,19 @@ const kwp_schema_t *kwp_registry_cached_subject(kwp_registry_t *reg,
  * pool thread: the parse is outside the lock. */
 static int store_id(kwp_registry_t *reg, int32_t id, char *text,
                     const kwp_schema_t **out, char *msg, size_t msglen) {
-  avro_schema_t avro = NULL;
+  char why[160];
   size_t len = strlen(text);
-  if (avro_schema_from_json_length(text, len, &avro) != 0) {
+  kwp_avro_schema_t *avro = kwp_avro_schema_new(text, len, why, sizeof(why));
+  if (!avro) {
     snprintf(msg, msglen, "schema %d is not a valid Avro schema: %.120s", id,
-             avro_strerror());
+             why);
     free(text);
     return KWP_EBADVALUE;
   }
   kwp_schema_t *s = calloc(1, sizeof(*s));
   if (!s) {
     free(text);
-    avro_schema_decref(avro);
+    kwp_avro_schema_free(avro);
     return KWP_ENOMEM;
   }
   *s = (kwp_schema_t){id, NULL, 0, text, len, avro};
@@ -437,13 +438,14 @@ static int fetch(flight_t *f, char *msg, size_t msglen) {
   } else {
     snprintf(path, sizeof(path), "/subjects/%s/versions", esc);
     snprintf(what, sizeof(what), "registering under %.50s", f->subject);
-    avro_schema_t avro = NULL;
-    if (avro_schema_from_json_length(f->body, strlen(f->body), &avro) != 0) {
-      snprintf(msg, msglen, "%s: not a valid Avro schema: %.120s", what,
-               avro_strerror());
+    char why[160];
+    kwp_avro_schema_t *avro =
+        kwp_avro_schema_new(f->body, strlen(f->body), why, sizeof(why));
+    if (!avro) {
+      snprintf(msg, msglen, "%s: not a valid Avro schema: %.120s", what, why);
       return KWP_EBADVALUE;
     }
-    avro_schema_decref(avro);
+    kwp_avro_schema_free(avro);
     json_t *req = json_pack("{s:s}", "schema", f->body);
     post = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
@@ -741,7 +743,9 @@ done:
 }
 
 /* basic.auth.credentials.source: URL, USER_INFO, or by default USER_INFO
- * when basic.auth.user.info is set, else URL (Confluent's meaning). */
+ * when basic.auth.user.info is set, else URL (Confluent's meaning).
+ * USER_INFO without user info (the built-in configuration's default) takes
+ * what the URL has. */
 static int credentials(kwp_registry_t *reg, const char *url,
                        const kwp_props_t *props, char *errbuf, size_t errlen) {
   const char *source = prop(props, "basic.auth.credentials.source");
@@ -760,7 +764,9 @@ static int credentials(kwp_registry_t *reg, const char *url,
              source);
     return KWP_ECONFIG;
   }
-  if (!from_url && (!info || !strchr(info, ':'))) {
+  if (!from_url && (!info || !*info))
+    from_url = 1; /* the default config says USER_INFO, and gives none */
+  if (!from_url && !strchr(info, ':')) {
     snprintf(errbuf, errlen,
              "schema-registry basic.auth.user.info must be "
              "user:password");

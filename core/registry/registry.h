@@ -16,8 +16,7 @@
 
 typedef struct kwp_registry kwp_registry_t;
 
-/* avro-c's avro_schema_t, without <avro.h> (only codec/ includes it). */
-struct avro_obj_t;
+#include "codec/avro/avro_json.h"
 
 /**
  * A schema as the cache holds it; everything it points to is owned by the
@@ -30,7 +29,7 @@ typedef struct kwp_schema {
   int version;         /* 0 when looked up by id */
   const char *text;    /* the schema's JSON as the registry sent it */
   size_t text_len;
-  struct avro_obj_t *avro; /* parsed (avro_schema_from_json_length) */
+  const kwp_avro_schema_t *avro; /* compiled (kwp_avro_schema_new()) */
 } kwp_schema_t;
 
 /**

@@ -67,7 +67,7 @@ static void on_reject(void *arg, const char *tag, size_t tag_len, int err,
 
 static void check_produce(const kwp_payload_t *fmt, const uint8_t *data,
                           size_t len) {
-  kwp_payload_opts_t o = {"t", 1, KWP_FMT_NONE, KWP_FMT_STRING};
+  kwp_payload_opts_t o = {"t", 1, KWP_FMT_NONE, KWP_FMT_STRING, NULL};
   seen_t s = {0};
   kwp_precord_sink_t sink = {on_record, on_reject, &s};
   fmt->produce_decode(&o, KWP_WS_BINARY, data, len, &sink);
@@ -108,7 +108,7 @@ static void check_produce(const kwp_payload_t *fmt, const uint8_t *data,
 
 static void check_commit(const kwp_payload_t *fmt, const uint8_t *data,
                          size_t len) {
-  kwp_payload_opts_t o = {"t", 1, KWP_FMT_NONE, KWP_FMT_STRING};
+  kwp_payload_opts_t o = {"t", 1, KWP_FMT_NONE, KWP_FMT_STRING, NULL};
   kwp_record_ref_t ref;
   char id[600];
   const char *why;
@@ -136,8 +136,8 @@ static int header_at(const void *hdrs, size_t i, const char **name,
 
 static void check_record(const kwp_payload_t *fmt, const uint8_t *data,
                          size_t len) {
-  kwp_payload_opts_t o = {"topic", 5, (kwp_fmt_t)(data[0] % 10),
-                          (kwp_fmt_t)(data[0] / 10 % 10)};
+  kwp_payload_opts_t o = {"topic", 5, (kwp_fmt_t)(data[0] % 11),
+                          (kwp_fmt_t)(data[0] / 11 % 11), NULL};
   size_t half = (len - 1) / 2;
   kwp_record_t r = {.partition = 1,
                     .offset = 2,

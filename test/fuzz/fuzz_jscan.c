@@ -85,7 +85,7 @@ static void check_message(const char *text, size_t len, kwp_fmt_t kf,
  * act on, and an id that names a record of this topic only when accepted. */
 static void check_commit(const char *text, size_t len) {
   const kwp_payload_t *json = kwp_payload_find("json");
-  kwp_payload_opts_t o = {"t-1", 3, KWP_FMT_NONE, KWP_FMT_STRING};
+  kwp_payload_opts_t o = {"t-1", 3, KWP_FMT_NONE, KWP_FMT_STRING, NULL};
   kwp_record_ref_t ref;
   char id[64];
   const char *why = NULL;

@@ -106,7 +106,8 @@ static void on_reject(void *arg, const char *tag, size_t tag_len, int err,
   snprintf(s->why, sizeof(s->why), "%s", why);
 }
 
-static const kwp_payload_opts_t opts = {"t", 1, KWP_FMT_NONE, KWP_FMT_STRING};
+static const kwp_payload_opts_t opts = {"t", 1, KWP_FMT_NONE, KWP_FMT_STRING,
+                                        NULL};
 
 static seen_t decode(int opcode, const void *data, size_t len) {
   seen_t s;
@@ -240,7 +241,7 @@ static void read_result(kwp_sbuf_t *b, avro_value_t *v) {
 
 KWP_TEST(avro_produce_result_reads_under_avro_c) {
   const kwp_payload_t *fmt = kwp_payload_find("avro");
-  kwp_payload_opts_t o = {"topic-a", 7, KWP_FMT_NONE, KWP_FMT_STRING};
+  kwp_payload_opts_t o = {"topic-a", 7, KWP_FMT_NONE, KWP_FMT_STRING, NULL};
   kwp_presult_t ok = {.partition = 3,
                       .offset = 1LL << 40,
                       .timestamp = 1700000000000LL,
@@ -292,7 +293,7 @@ static int one_header(const void *hdrs, size_t i, const char **name,
 
 KWP_TEST(avro_record_reads_under_avro_c) {
   const kwp_payload_t *fmt = kwp_payload_find("avro");
-  kwp_payload_opts_t o = {"tp", 2, KWP_FMT_SHORT, KWP_FMT_DOUBLE};
+  kwp_payload_opts_t o = {"tp", 2, KWP_FMT_SHORT, KWP_FMT_DOUBLE, NULL};
   kwp_record_t r = {.partition = 1,
                     .offset = 42,
                     .timestamp = 99,
@@ -357,7 +358,7 @@ KWP_TEST(avro_record_reads_under_avro_c) {
 
 KWP_TEST(avro_commit_decode) {
   const kwp_payload_t *fmt = kwp_payload_find("avro");
-  kwp_payload_opts_t o = {"tp", 2, KWP_FMT_NONE, KWP_FMT_STRING};
+  kwp_payload_opts_t o = {"tp", 2, KWP_FMT_NONE, KWP_FMT_STRING, NULL};
   avro_value_t v, x;
   char buf[128], id[64];
   const char *why = NULL;

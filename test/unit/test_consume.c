@@ -164,7 +164,8 @@ static int hdr_at(const void *hdrs, size_t i, const char **name,
 
 static char *frame(kwp_fmt_t kf, kwp_fmt_t vf, const kwp_record_t *r) {
   kwp_sbuf_t b = {0};
-  ASSERT_EQ(kwp_consume_record(&b, "t-1", kf, vf, r), 0);
+  kwp_payload_opts_t o = {"t-1", 3, kf, vf, NULL};
+  ASSERT_EQ(kwp_consume_record(&b, &o, r), 0);
   char *s = strndup(b.data, b.len);
   kwp_sbuf_free(&b);
   return s;

@@ -42,7 +42,7 @@ static void on_reject(void *arg, const char *tag, size_t tag_len, int err,
 }
 
 static seen_t decode(const kwp_payload_t *fmt, int opcode, const char *text) {
-  kwp_payload_opts_t o = {"t", 1, KWP_FMT_STRING, KWP_FMT_STRING};
+  kwp_payload_opts_t o = {"t", 1, KWP_FMT_STRING, KWP_FMT_STRING, NULL};
   seen_t s = {0};
   kwp_precord_sink_t sink = {on_record, on_reject, &s};
   fmt->produce_decode(&o, opcode, (const uint8_t *)text, strlen(text), &sink);
@@ -84,7 +84,7 @@ KWP_TEST(payload_json_produce_decode) {
 
 KWP_TEST(payload_json_produce_result) {
   const kwp_payload_t *json = kwp_payload_find("json");
-  kwp_payload_opts_t o = {"tp", 2, KWP_FMT_NONE, KWP_FMT_STRING};
+  kwp_payload_opts_t o = {"tp", 2, KWP_FMT_NONE, KWP_FMT_STRING, NULL};
   kwp_sbuf_t b = {0};
   kwp_presult_t ok = {.partition = 1,
                       .offset = 9,
@@ -107,7 +107,7 @@ KWP_TEST(payload_json_produce_result) {
 
 KWP_TEST(payload_json_commit_decode) {
   const kwp_payload_t *json = kwp_payload_find("json");
-  kwp_payload_opts_t o = {"my-t", 4, KWP_FMT_NONE, KWP_FMT_STRING};
+  kwp_payload_opts_t o = {"my-t", 4, KWP_FMT_NONE, KWP_FMT_STRING, NULL};
   kwp_record_ref_t ref;
   char id[64];
   const char *why = NULL;
@@ -141,7 +141,7 @@ static int no_headers(const void *h, size_t i, const char **n, const void **v,
 
 KWP_TEST(payload_json_record_batch) {
   const kwp_payload_t *json = kwp_payload_find("json");
-  kwp_payload_opts_t o = {"t", 1, KWP_FMT_NONE, KWP_FMT_STRING};
+  kwp_payload_opts_t o = {"t", 1, KWP_FMT_NONE, KWP_FMT_STRING, NULL};
   kwp_record_t r = {.partition = 0,
                     .offset = 4,
                     .timestamp = 8,
