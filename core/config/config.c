@@ -681,6 +681,25 @@ static int is_secret_key(const char *k) {
   return 0;
 }
 
+static void print_quoted(FILE *out, const char *s);
+
+/* A string value; a secret masked, and so is the user info of a URL
+ * (scheme://user:password@host). */
+static void print_str(FILE *out, const centry_t *e, const char *s) {
+  const char *scheme = strstr(s, "://");
+  const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+  const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+  if (e->secret) {
+    print_quoted(out, "********");
+  } else if (at && (!slash || at < slash)) {
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%.*s********%s", (int)(scheme + 3 - s), s, at);
+    print_quoted(out, buf);
+  } else {
+    print_quoted(out, s);
+  }
+}
+
 static void print_quoted(FILE *out, const char *s) {
   fputc('"', out);
   for (; *s; s++) {
@@ -745,7 +764,7 @@ static void print_entry(FILE *out, const kwp_config_t *c, const centry_t *e) {
   fprintf(out, ROOT "%s = ", e->path);
   switch (e->type) {
   case T_STR:
-    print_quoted(out, e->secret ? "********" : *(char *const *)p);
+    print_str(out, e, *(char *const *)p);
     break;
   case T_BOOL:
     fputs(*(const int *)p ? "true" : "false", out);

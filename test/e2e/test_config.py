@@ -45,10 +45,16 @@ def test_print_config_masks_secrets():
     rc, out, err = run_binary(["--print-config"], env={
         "WSPROXY_KAFKA_BOOTSTRAP_HOSTS": "k:9092",
         "WSPROXY_BASIC_AUTH_PASSWORD": "s3cr3t-pw-XYZ",
-        "WSPROXY_SSL_KEYSTORE_PASS": "ks-pass-QQQ"})
+        "WSPROXY_SSL_KEYSTORE_PASS": "ks-pass-QQQ",
+        "WSPROXY_SCHEMA_REGISTRY_URL": "https://sr-user:sr-pw-RRR@sr:8081/x",
+        "WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO": "u:sr-info-TTT"})
     assert rc == 0, err
     assert "s3cr3t-pw-XYZ" not in out
     assert "ks-pass-QQQ" not in out
+    # the URL's user info (regression: printed as given)
+    assert "sr-pw-RRR" not in out and "sr-user" not in out
+    assert "https://********@sr:8081/x" in out
+    assert "sr-info-TTT" not in out
 
 
 def test_print_config_output_is_reloadable(tmp_path):
