@@ -1,31 +1,27 @@
 /*
  * The schema registry client: the cache (a read-write lock; loops only read
  * it), the requests in flight (a mutex), and the HTTP calls, which block and
- * so run on libuv's thread pool. A requester waits on a uv_async_t of its own
- * loop, so one answer fetched on a pool thread reaches loops of any worker.
- * Schemas are compiled (codec/avro/avro_json.h) once, on the pool thread,
- * and the cache owns them.
+ * so run on libuv's thread pool (registry_http.c). A requester waits on a
+ * uv_async_t of its own loop, so one answer fetched on a pool thread reaches
+ * loops of any worker. Schemas are compiled (codec/avro/avro_json.h) once, on
+ * the pool thread, and the cache owns them.
  */
 #include "core/registry/registry.h"
 
 #include "codec/avro/avro_json.h"
 #include "core/base/error.h"
 #include "core/base/log.h"
+#include "core/registry/registry_int.h"
 
 #include <curl/curl.h>
-#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#define REG_CONNECT_TIMEOUT_MS 2000
-#define REG_TOTAL_TIMEOUT_MS 5000
 #define REG_LATEST_TTL_NS (30ull * 1000000000ull)
 #define REG_STALE_RETRY_NS (5ull * 1000000000ull)
-#define REG_MAX_BODY (16u << 20) /* a larger answer is refused */
 #define REG_MSG_MAX 256
 
 #define REG_CONTAINER_OF(ptr, type, field)                                     \
@@ -81,16 +77,13 @@ typedef struct flight {
 } flight_t;
 
 struct kwp_registry {
-  char *url;     /* no credentials, no trailing '/' */
-  char *userpwd; /* "user:password" or NULL; never logged */
-  long connect_ms, total_ms;
+  kwp_reg_http_t http;
   pthread_rwlock_t lock; /* ids, versions, latest */
   map_t ids;             /* id -> kwp_schema_t (owns text and avro) */
   map_t versions;        /* "version:subject" -> kwp_schema_t (owns subject) */
   map_t latest;          /* subject -> latest_t */
-  uv_mutex_t flock;      /* flights, requests */
+  uv_mutex_t flock;      /* flights */
   flight_t *flights;
-  uint64_t requests;
 };
 
 /* ---- the maps ---------------------------------------------------------- */
@@ -287,133 +280,6 @@ static const kwp_schema_t *stale_latest(kwp_registry_t *reg,
   return l ? l->cur : NULL;
 }
 
-/* ---- HTTP, on the pool ------------------------------------------------- */
-
-typedef struct body {
-  char *p;
-  size_t n;
-} body_t;
-
-static size_t body_write(char *data, size_t size, size_t nmemb, void *userp) {
-  body_t *b = userp;
-  size_t n = size * nmemb;
-  if (b->n + n > REG_MAX_BODY)
-    return 0;
-  char *p = realloc(b->p, b->n + n + 1);
-  if (!p)
-    return 0;
-  memcpy(p + b->n, data, n);
-  b->p = p;
-  b->n += n;
-  p[b->n] = '\0';
-  return n;
-}
-
-/* One request; 0 with @status and @out when an answer came, else
- * KWP_EUNAVAILABLE (transport) or KWP_ENOMEM with @msg. */
-static int http_call(kwp_registry_t *reg, const char *path, const char *post,
-                     long *status, body_t *out, char *msg, size_t msglen) {
-  char url[2048];
-  if ((size_t)snprintf(url, sizeof(url), "%s%s", reg->url, path) >=
-      sizeof(url)) {
-    snprintf(msg, msglen, "schema registry request path too long");
-    return KWP_EBADREQ;
-  }
-  CURL *c = curl_easy_init();
-  struct curl_slist *hdrs =
-      curl_slist_append(NULL, "Accept: application/vnd.schemaregistry.v1+json, "
-                              "application/json");
-  if (post)
-    hdrs = curl_slist_append(
-        hdrs, "Content-Type: application/vnd.schemaregistry.v1+json");
-  if (!c || !hdrs) {
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
-    snprintf(msg, msglen, "out of memory");
-    return KWP_ENOMEM;
-  }
-  char err[CURL_ERROR_SIZE] = "";
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* we are threaded */
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, reg->connect_ms);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, reg->total_ms);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "kafka-ws-proxy");
-  if (reg->userpwd) {
-    curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-    curl_easy_setopt(c, CURLOPT_USERPWD, reg->userpwd);
-  }
-  if (post)
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, post);
-  uv_mutex_lock(&reg->flock);
-  reg->requests++;
-  uv_mutex_unlock(&reg->flock);
-  CURLcode cc = curl_easy_perform(c);
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-  curl_slist_free_all(hdrs);
-  curl_easy_cleanup(c);
-  if (cc == CURLE_OK)
-    return 0;
-  /* The URL has no credentials, and curl's texts name host and port only. */
-  snprintf(msg, msglen, "schema registry %s unavailable: %.150s", reg->url,
-           err[0] ? err : curl_easy_strerror(cc));
-  return cc == CURLE_OUT_OF_MEMORY ? KWP_ENOMEM : KWP_EUNAVAILABLE;
-}
-
-/* A non-2xx answer as one of our codes, with the registry's own words. */
-static int http_error(long status, const body_t *b, const char *what, char *msg,
-                      size_t msglen) {
-  json_t *doc = b->p ? json_loadb(b->p, b->n, 0, NULL) : NULL;
-  const char *text = json_string_value(json_object_get(doc, "message"));
-  long long code = json_integer_value(json_object_get(doc, "error_code"));
-  int err = status == 404                   ? KWP_ENOTFOUND
-            : status >= 500 || status < 100 ? KWP_EUNAVAILABLE
-            : status == 401 || status == 403
-                ? KWP_EUNAVAILABLE /* the proxy's credentials */
-            : status == 409 || status == 422 ? KWP_EBADVALUE
-                                             : KWP_EBADREQ;
-  if (code)
-    snprintf(msg, msglen, "%s: schema registry answered %ld (%lld) %.160s",
-             what, status, code, text ? text : "");
-  else
-    snprintf(msg, msglen, "%s: schema registry answered %ld %.160s", what,
-             status, text ? text : "");
-  json_decref(doc);
-  return err;
-}
-
-/* The schema of an answer {"schema": "...", "schemaType"?, "references"?}.
- * @returns 0 with a malloc'd @text, or KWP_EBADVALUE / KWP_EBADREQ. */
-static int answer_schema(json_t *doc, int32_t id, char **text, char *msg,
-                         size_t msglen) {
-  const char *type = json_string_value(json_object_get(doc, "schemaType"));
-  json_t *refs = json_object_get(doc, "references");
-  const char *schema = json_string_value(json_object_get(doc, "schema"));
-  if (type && strcmp(type, "AVRO") != 0) {
-    snprintf(msg, msglen, "schema %d is %.40s, not AVRO", id, type);
-    return KWP_EBADVALUE;
-  }
-  if (json_array_size(refs) > 0) {
-    snprintf(msg, msglen, "schema %d has references (not supported)", id);
-    return KWP_EBADVALUE;
-  }
-  if (!schema) {
-    snprintf(msg, msglen, "schema %d: the registry's answer has no schema", id);
-    return KWP_EBADREQ;
-  }
-  return (*text = strdup(schema)) ? 0 : KWP_ENOMEM;
-}
-
-static int url_escape(const char *s, char *out, size_t outlen) {
-  char *e = curl_easy_escape(NULL, s, 0);
-  int ok = e && (size_t)snprintf(out, outlen, "%s", e) < outlen;
-  curl_free(e);
-  return ok ? 0 : KWP_EBADREQ;
-}
-
 /* GET, POST and the answer into the cache. @f->err and @f->schema out. */
 static int fetch(flight_t *f, char *msg, size_t msglen) {
   kwp_registry_t *reg = f->reg;
@@ -422,7 +288,8 @@ static int fetch(flight_t *f, char *msg, size_t msglen) {
   json_t *doc = NULL;
   char *post = NULL;
   int32_t id = f->id;
-  if (f->kind != REQ_ID && url_escape(f->subject, esc, sizeof(esc))) {
+  if (f->kind != REQ_ID &&
+      kwp_registry__url_escape(f->subject, esc, sizeof(esc))) {
     snprintf(msg, msglen, "subject name too long");
     return KWP_EBADREQ;
   }
@@ -453,10 +320,10 @@ static int fetch(flight_t *f, char *msg, size_t msglen) {
       return KWP_ENOMEM;
   }
   long status = 0;
-  int rc = http_call(reg, path, post, &status, &b, msg, msglen);
+  int rc = kwp_registry__http(&reg->http, path, post, &status, &b, msg, msglen);
   free(post);
   if (!rc && (status < 200 || status > 299))
-    rc = http_error(status, &b, what, msg, msglen);
+    rc = kwp_registry__http_error(status, &b, what, msg, msglen);
   if (!rc && !(doc = json_loadb(b.p ? b.p : "", b.n, 0, NULL))) {
     snprintf(msg, msglen, "%s: the registry's answer is not JSON", what);
     rc = KWP_EBADREQ;
@@ -471,7 +338,7 @@ static int fetch(flight_t *f, char *msg, size_t msglen) {
   if (f->kind == REQ_REGISTER)
     rc = (text = strdup(f->body)) ? 0 : KWP_ENOMEM;
   else
-    rc = answer_schema(doc, id, &text, msg, msglen);
+    rc = kwp_registry__answer_schema(doc, id, &text, msg, msglen);
   json_decref(doc);
   if (!rc && (id <= 0 || (f->kind == REQ_SUBJECT && version <= 0))) {
     snprintf(msg, msglen, "%s: the registry's answer has no id or version",
@@ -650,136 +517,14 @@ int kwp_registry_register(kwp_registry_t *reg, uv_loop_t *loop,
 }
 
 uint64_t kwp_registry_requests(kwp_registry_t *reg) {
-  uv_mutex_lock(&reg->flock);
-  uint64_t n = reg->requests;
-  uv_mutex_unlock(&reg->flock);
-  return n;
+  return atomic_load(&reg->http.requests);
 }
 
 const char *kwp_registry_url(const kwp_registry_t *reg) {
-  return reg->url;
+  return reg->http.url;
 }
 
 /* ---- construction -------------------------------------------------------- */
-
-/* A property by its name or with the "schema.registry." prefix. */
-static const char *prop(const kwp_props_t *props, const char *key) {
-  char k[128];
-  const char *v = props ? kwp_props_get(props, key) : NULL;
-  if (!v && props) {
-    snprintf(k, sizeof(k), "schema.registry.%s", key);
-    v = kwp_props_get(props, k);
-  }
-  return v;
-}
-
-static int prop_ms(const kwp_props_t *props, const char *key, long def,
-                   long *out, char *errbuf, size_t errlen) {
-  const char *v = prop(props, key);
-  char *end;
-  *out = def;
-  if (!v)
-    return 0;
-  errno = 0;
-  long ms = strtol(v, &end, 10);
-  if (errno || end == v || *end || ms <= 0 || ms > 600000) {
-    snprintf(errbuf, errlen,
-             "schema-registry property %s must be 1..600000 (ms), not %.40s",
-             key, v);
-    return KWP_ECONFIG;
-  }
-  *out = ms;
-  return 0;
-}
-
-/* Split @url into the URL without user info (@reg->url) and, when the
- * credentials come from the URL, @reg->userpwd. */
-static int parse_url(kwp_registry_t *reg, const char *url, int from_url,
-                     char *errbuf, size_t errlen) {
-  CURLU *u = curl_url();
-  char *user = NULL, *pass = NULL, *clean = NULL;
-  int rc = KWP_ECONFIG;
-  if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
-    snprintf(errbuf, errlen, "schema-registry.url is not a valid URL");
-    goto done;
-  }
-  char *scheme = NULL;
-  curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
-  int http = scheme && (!strcmp(scheme, "http") || !strcmp(scheme, "https"));
-  curl_free(scheme);
-  if (!http) {
-    snprintf(errbuf, errlen, "schema-registry.url must be http or https");
-    goto done;
-  }
-  curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE);
-  curl_url_get(u, CURLUPART_PASSWORD, &pass, CURLU_URLDECODE);
-  curl_url_set(u, CURLUPART_USER, NULL, 0);
-  curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
-  if (curl_url_get(u, CURLUPART_URL, &clean, 0) != CURLUE_OK ||
-      !(reg->url = strdup(clean))) {
-    snprintf(errbuf, errlen, "out of memory");
-    goto done;
-  }
-  size_t n = strlen(reg->url);
-  while (n && reg->url[n - 1] == '/')
-    reg->url[--n] = '\0';
-  if (from_url && user) {
-    size_t len = strlen(user) + (pass ? strlen(pass) : 0) + 2;
-    if (!(reg->userpwd = malloc(len))) {
-      snprintf(errbuf, errlen, "out of memory");
-      goto done;
-    }
-    snprintf(reg->userpwd, len, "%s:%s", user, pass ? pass : "");
-  }
-  rc = 0;
-done:
-  if (pass)
-    memset(pass, 0, strlen(pass));
-  curl_free(user);
-  curl_free(pass);
-  curl_free(clean);
-  curl_url_cleanup(u);
-  return rc;
-}
-
-/* basic.auth.credentials.source: URL, USER_INFO, or by default USER_INFO
- * when basic.auth.user.info is set, else URL (Confluent's meaning).
- * USER_INFO without user info (the built-in configuration's default) takes
- * what the URL has. */
-static int credentials(kwp_registry_t *reg, const char *url,
-                       const kwp_props_t *props, char *errbuf, size_t errlen) {
-  const char *source = prop(props, "basic.auth.credentials.source");
-  const char *info = prop(props, "basic.auth.user.info");
-  int from_url;
-  if (!source)
-    from_url = !info;
-  else if (!strcasecmp(source, "URL"))
-    from_url = 1;
-  else if (!strcasecmp(source, "USER_INFO"))
-    from_url = 0;
-  else {
-    snprintf(errbuf, errlen,
-             "schema-registry basic.auth.credentials.source %.30s is not "
-             "supported (URL or USER_INFO)",
-             source);
-    return KWP_ECONFIG;
-  }
-  if (!from_url && (!info || !*info))
-    from_url = 1; /* the default config says USER_INFO, and gives none */
-  if (!from_url && !strchr(info, ':')) {
-    snprintf(errbuf, errlen,
-             "schema-registry basic.auth.user.info must be "
-             "user:password");
-    return KWP_ECONFIG;
-  }
-  if (parse_url(reg, url, from_url, errbuf, errlen))
-    return KWP_ECONFIG;
-  if (!from_url && !(reg->userpwd = strdup(info))) {
-    snprintf(errbuf, errlen, "out of memory");
-    return KWP_ENOMEM;
-  }
-  return 0;
-}
 
 kwp_registry_t *kwp_registry_new(const char *url, const kwp_props_t *props,
                                  char *errbuf, size_t errlen) {
@@ -796,11 +541,7 @@ kwp_registry_t *kwp_registry_new(const char *url, const kwp_props_t *props,
     snprintf(errbuf, errlen, "out of memory");
     goto fail_alloc;
   }
-  if (prop_ms(props, "connect.timeout.ms", REG_CONNECT_TIMEOUT_MS,
-              &reg->connect_ms, errbuf, errlen) ||
-      prop_ms(props, "request.timeout.ms", REG_TOTAL_TIMEOUT_MS, &reg->total_ms,
-              errbuf, errlen) ||
-      credentials(reg, url, props, errbuf, errlen))
+  if (kwp_registry__http_init(&reg->http, url, props, errbuf, errlen))
     goto fail_props;
   if (pthread_rwlock_init(&reg->lock, NULL) != 0) {
     snprintf(errbuf, errlen, "pthread_rwlock_init failed");
@@ -814,8 +555,7 @@ kwp_registry_t *kwp_registry_new(const char *url, const kwp_props_t *props,
 fail_mutex:
   pthread_rwlock_destroy(&reg->lock);
 fail_props:
-  free(reg->url);
-  free(reg->userpwd);
+  kwp_registry__http_free(&reg->http);
   free(reg);
 fail_alloc:
   curl_global_cleanup();
@@ -837,10 +577,7 @@ void kwp_registry_free(kwp_registry_t *reg) {
   map_free(&reg->ids, schema_free);
   uv_mutex_destroy(&reg->flock);
   pthread_rwlock_destroy(&reg->lock);
-  if (reg->userpwd)
-    memset(reg->userpwd, 0, strlen(reg->userpwd));
-  free(reg->userpwd);
-  free(reg->url);
+  kwp_registry__http_free(&reg->http);
   free(reg);
   curl_global_cleanup();
 }
