@@ -384,3 +384,37 @@ def test_avro_commits_and_a_reconnect_resumes_after_them(srv, kafka,
     again = out.frames(2, schemas["consumer/record"])
     assert [r["offset"] for r in again] == [4, 5]
     out.close()
+
+
+# -- the produce path's rules hold for Avro sockets ----------------------------
+
+def test_transactional_avro_socket(proxy, kafka, schemas):
+    from conftest import consume_all
+    p = proxy(env={"WSPROXY_PRODUCER_SESSIONS_ENABLED": "true",
+                   "WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED": "true",
+                   "WSPROXY_PRODUCER_TRANSACTION_MAX_MESSAGES": "3"})
+    t = new_topic(kafka, 1)
+    c = AvroIn(p, t, clientId="avro-tx", instanceId="i1",
+               transactional="true")
+    for i in range(7):
+        c.send(enc(schemas["producer/record"], {"value": "tx%d" % i,
+                                                "clientMessageId": str(i)}))
+    res = [c.result(schemas["producer/result"])[0] for _ in range(7)]
+    c.close()
+    assert [r["clientMessageId"] for r in res] == [str(i) for i in range(7)]
+    assert all(r["error"] is None for r in res), res
+    got = consume_all(kafka.bootstrap, t, 7, 20, isolation="read_committed")
+    assert [m.value() for m in got] == [b"tx%d" % i for i in range(7)]
+
+
+def test_rate_limited_avro_consumer(srv, kafka, schemas):
+    t = new_topic(kafka, 1)
+    kafka_produce(kafka, t, [{"value": b"%d" % i} for i in range(30)])
+    out = AvroOut(srv, t, rate=10)
+    t0 = time.monotonic()
+    recs = out.frames(30, schemas["consumer/record"])
+    took = time.monotonic() - t0
+    out.close()
+    assert [r["offset"] for r in recs] == list(range(30))
+    # a burst of one second's worth, then 10 per second
+    assert took > 1.5, took
