@@ -10,6 +10,9 @@
  *  - `ws`: the same through the proxy's /socket/out: C WebSocket connections
  *    (members of one fresh group) served by one epoll thread that reads
  *    frames and takes partition and offset from the head of each record.
+ *    With `--payload avro` (socketPayload=avro) each record is a binary
+ *    AvroConsumerRecord frame, decoded whole (by our own few lines, not the
+ *    proxy's codec): its topic checked, partition and offset taken.
  *  - `latency`: open loop. A producer (linger.ms=0 unless --linger-ms) writes
  *    R records/s for D
  *    seconds whose value carries the send time (CLOCK_MONOTONIC ns); a direct
@@ -42,6 +45,7 @@
 typedef struct cb_opts {
   const char *mode, *bootstrap, *topic, *host, *group;
   int port, conns, no_read;
+  int avro; /* ws, idle: socketPayload=avro */
   long count, size, batch;
   double rate, seconds, hold, stall, burst_ms;
   const char *linger; /* latency mode's producer linger.ms */
@@ -354,6 +358,7 @@ static pthread_t cb_ws_th;
 static const char *cb_topic;
 static size_t cb_topic_len;
 static atomic_long cb_frames, cb_wire_bytes;
+static int cb_avro; /* --payload avro: records are binary frames */
 
 static int cb_write_all(int fd, const void *p, size_t n) {
   const char *c = p;
@@ -389,9 +394,12 @@ static int cb_connect_start(const cb_opts_t *o, const char *group, int i) {
   freeaddrinfo(ai);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  char batch[32] = "";
+  char batch[64] = "";
   if (o->batch > 1)
     snprintf(batch, sizeof(batch), "&batchSize=%ld", o->batch);
+  if (o->avro)
+    snprintf(batch + strlen(batch), sizeof(batch) - strlen(batch),
+             "&socketPayload=avro");
   int n = snprintf(req, sizeof(req),
                    "GET /socket/out?clientId=cbench-%d&groupId=%s&topic=%s"
                    "&valType=string%s HTTP/1.1\r\nHost: x\r\n"
@@ -500,6 +508,136 @@ static void cb_ws_text(const char *t, size_t len) {
   }
 }
 
+/* --- socketPayload=avro: AvroConsumerRecord frames --- */
+
+/* A reader over one datum; `bad` is set on the first error and every later
+ * read returns 0. */
+typedef struct cb_avro_in {
+  const uint8_t *p, *end;
+  const char *bad;
+} cb_avro_in_t;
+
+static void cb_avro_fail(cb_avro_in_t *in, const char *why) {
+  if (!in->bad)
+    in->bad = why;
+  in->p = in->end;
+}
+
+static int64_t cb_avro_long(cb_avro_in_t *in) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (in->p >= in->end)
+      break;
+    uint8_t b = *in->p++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80))
+      return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+  }
+  cb_avro_fail(in, "a varint ends early or is over 64 bits");
+  return 0;
+}
+
+static const uint8_t *cb_avro_str(cb_avro_in_t *in, size_t *len) {
+  int64_t n = cb_avro_long(in);
+  *len = 0;
+  if (in->bad)
+    return NULL;
+  if (n < 0 || n > in->end - in->p) {
+    cb_avro_fail(in, "a length past the end");
+    return NULL;
+  }
+  const uint8_t *s = in->p;
+  in->p += n;
+  *len = (size_t)n;
+  return s;
+}
+
+/* A union of [null, bytes, string, int, long, double, float] in the order
+ * @p order gives their branch numbers (key and value differ); skipped. */
+static void cb_avro_scalar(cb_avro_in_t *in, const char *order) {
+  int64_t b = cb_avro_long(in);
+  size_t len;
+  if (in->bad)
+    return;
+  if (b < 0 || b >= (int64_t)strlen(order)) {
+    cb_avro_fail(in, "a union branch out of range");
+    return;
+  }
+  switch (order[b]) {
+  case 'b': /* bytes */
+  case 's': /* string */
+    cb_avro_str(in, &len);
+    break;
+  case 'i': /* int */
+  case 'l': /* long */
+    cb_avro_long(in);
+    break;
+  case 'd': /* double */
+  case 'f': /* float */
+    if (in->end - in->p < (order[b] == 'd' ? 8 : 4))
+      cb_avro_fail(in, "a number past the end");
+    else
+      in->p += order[b] == 'd' ? 8 : 4;
+    break;
+  default: /* null */
+    break;
+  }
+}
+
+/* A ["null","string"] union; @returns its branch (-1: bad). */
+static int cb_avro_opt_str(cb_avro_in_t *in) {
+  int64_t b = cb_avro_long(in);
+  size_t len;
+  if (b == 1)
+    cb_avro_str(in, &len);
+  else if (b != 0)
+    cb_avro_fail(in, "a union branch out of range");
+  return in->bad ? -1 : (int)b;
+}
+
+/* One binary frame: an AvroConsumerRecord (wsProxyMessageId, topic,
+ * partition, offset, timestamp, key, value, headers, error, message),
+ * decoded to its last byte. */
+static void cb_ws_avro(const uint8_t *r, size_t n) {
+  cb_avro_in_t in = {r, r + n, NULL};
+  size_t idl, tl, len;
+  const uint8_t *id = cb_avro_str(&in, &idl);
+  const uint8_t *t = cb_avro_str(&in, &tl);
+  int64_t part = cb_avro_long(&in), off = cb_avro_long(&in);
+  cb_avro_long(&in);              /* timestamp */
+  cb_avro_scalar(&in, "nbsildf"); /* key */
+  cb_avro_scalar(&in, "bsildfn"); /* value */
+  int64_t hb = cb_avro_long(&in); /* headers: null or an array */
+  while (hb == 1 && !in.bad) {    /* blocks of records until count 0 */
+    int64_t cnt = cb_avro_long(&in);
+    if (cnt == 0)
+      break;
+    if (cnt < 0) {
+      cnt = -cnt;
+      cb_avro_long(&in); /* the block's byte size */
+    }
+    for (int64_t i = 0; i < cnt && !in.bad; i++) {
+      cb_avro_str(&in, &len);
+      cb_avro_str(&in, &len);
+    }
+  }
+  if (hb != 0 && hb != 1)
+    cb_avro_fail(&in, "headers: a union branch out of range");
+  int err = cb_avro_opt_str(&in);
+  cb_avro_opt_str(&in); /* message */
+  if (!in.bad && in.p != in.end)
+    cb_avro_fail(&in, "bytes after the record");
+  if (in.bad || err != 0 || tl != cb_topic_len || memcmp(t, cb_topic, tl) ||
+      part < 0 || part > INT32_MAX) {
+    cb_error("bad AvroConsumerRecord (%s; error %d, id %.*s, topic %.*s)",
+             in.bad ? in.bad : "decoded", err, (int)(idl > 100 ? 100 : idl),
+             id ? (const char *)id : "", (int)(tl > 100 ? 100 : tl),
+             t ? (const char *)t : "");
+    return;
+  }
+  cb_mark((int32_t)part, off);
+}
+
 /* Parse the complete frames in the buffer; -1 when the connection ended. */
 static int cb_ws_frames(cb_conn_t *c) {
   size_t off = 0;
@@ -539,8 +677,10 @@ static int cb_ws_frames(cb_conn_t *c) {
     atomic_fetch_add_explicit(&cb_frames, 1, memory_order_relaxed);
     if (!fin || op == 0) {
       cb_error("fragmented frame (opcode %d)", op);
-    } else if (op == 1) {
+    } else if (op == 1 && !cb_avro) {
       cb_ws_text(p, (size_t)len);
+    } else if (op == 2 && cb_avro) {
+      cb_ws_avro((const uint8_t *)p, (size_t)len);
     } else if (op == 8) {
       char why[160];
       snprintf(why, sizeof(why), "%.*s", len > 2 ? (int)len - 2 : 0,
@@ -979,6 +1119,8 @@ int main(int argc, char **argv) {
       o.size = atol(v);
     else if (!strcmp(k, "--batch"))
       o.batch = atol(v);
+    else if (!strcmp(k, "--payload"))
+      o.avro = !strcmp(v, "avro") ? 1 : !strcmp(v, "json") ? 0 : -1;
     else if (!strcmp(k, "--rate"))
       o.rate = atof(v);
     else if (!strcmp(k, "--seconds"))
@@ -1007,8 +1149,10 @@ int main(int argc, char **argv) {
       m = i;
   int need_bootstrap = m >= 0 && m <= 3 && !o.bootstrap;
   int need_port = (m >= 2) && !o.port;
-  if (too_many || m < 0 || !o.topic || o.size < 1 || o.size > 60000 ||
-      o.conns < 1 || need_bootstrap || need_port ||
+  /* Avro: throughput (ws) and idle only; a batch is not one frame there. */
+  int bad_avro = o.avro < 0 || (o.avro && (m != 2 && m != 4 ? 1 : o.batch > 1));
+  if (too_many || bad_avro || m < 0 || !o.topic || o.size < 1 ||
+      o.size > 60000 || o.conns < 1 || need_bootstrap || need_port ||
       (m == 3 && (o.rate <= 0 || o.seconds <= 0 || o.size < 40))) {
     fprintf(
         stderr,
@@ -1016,10 +1160,11 @@ int main(int argc, char **argv) {
         "  fill:    --bootstrap B --count N --size S\n"
         "  direct:  --bootstrap B [--connections C] [--size S] [--seconds D]\n"
         "  ws:      --bootstrap B --port P [--connections C] [--batch N] "
-        "[--seconds D]\n"
+        "[--seconds D] [--payload json|avro (no --batch)]\n"
         "  latency: --bootstrap B --port P --rate R --seconds D [--size "
         "S>=40] [--burst-ms MS] [--linger-ms MS]\n"
-        "  idle:    --port P --connections C [--hold S] [--no-read]\n"
+        "  idle:    --port P --connections C [--hold S] [--no-read] "
+        "[--payload json|avro]\n"
         "  common:  [--group G] [--host H] [--stall S]\n"
         "  direct consumers: [--set librdkafka.key=value]... (no --set: "
         "librdkafka's\n"
@@ -1028,6 +1173,7 @@ int main(int argc, char **argv) {
   }
   cb_topic = o.topic;
   cb_topic_len = strlen(o.topic);
+  cb_avro = o.avro;
   switch (m) {
   case 0:
     return cb_fill(&o);

@@ -150,9 +150,10 @@ def librdkafka_at_least(version, want):
 
 
 def throughput(b, proxy, props, tpc, size, conns, batch=0, direct=True,
-               tag=""):
+               tag="", avro=False):
     """Direct with the proxy's settings, direct with librdkafka's own
     (no --set), then through the proxy; the same topic, fresh groups.
+    With @avro one more proxy run with socketPayload=avro (`avro`).
     @tag names the proxy in notes and problems (the compare mode's two)."""
     what = "%s%d B x %d socket(s)%s" % (
         tag, size, conns, " batchSize=%d" % batch if batch else "")
@@ -176,19 +177,26 @@ def throughput(b, proxy, props, tpc, size, conns, batch=0, direct=True,
                                      str(proxy.port), "--batch", str(batch)]
           + base)
     p = r["proxy"]
-    cpu = cpu_seconds(proxy.pid) - c0
+    cpu = {"proxy": cpu_seconds(proxy.pid) - c0}
     proxy.alive("proxy " + what)
     if p and p["received"]:
-        r["proxy_cpu_s_per_M"] = cpu / p["received"] * 1e6
-    for k in ("direct", "direct_defaults", "proxy"):
+        r["proxy_cpu_s_per_M"] = cpu["proxy"] / p["received"] * 1e6
+    if avro:
+        c0 = cpu_seconds(proxy.pid)
+        timed("avro", "proxy socketPayload=avro " + what,
+              ["--mode", "ws", "--port", str(proxy.port), "--payload",
+               "avro"] + base)
+        cpu["avro"] = cpu_seconds(proxy.pid) - c0
+        proxy.alive("proxy socketPayload=avro " + what)
+    for k in ("direct", "direct_defaults", "proxy", "avro"):
         x = r.get(k)
         if not x:
             continue
         if x["received"]:
-            x["cpu_s_per_M"] = (cpu if k == "proxy" else x["client_cpu_s"]) \
+            x["cpu_s_per_M"] = cpu.get(k, x["client_cpu_s"]) \
                 / x["received"] * 1e6
             x["broker_cpu_s_per_M"] = broker[k] / x["received"] * 1e6
-            if k == "proxy":
+            if k in ("proxy", "avro"):
                 x["load_generator_cpu_s_per_M"] = x["client_cpu_s"] / \
                     x["received"] * 1e6
         for n in ("duplicates", "stray"):
@@ -357,6 +365,33 @@ def print_cpu(rows):
                     ["proxy", "load generator", "broker", "total"], table)
 
 
+def print_avro(rows):
+    """socketPayload=avro beside JSON and the direct consumers."""
+    rows = [r for r in rows if "avro" in r]
+    if not rows:
+        return
+    print("\nsocketPayload=avro (binary AvroConsumerRecord frames) beside "
+          "JSON (text frames), one run each after the direct ones; CPU s / "
+          "1M records over the whole run\n")
+    print("| size | sockets | proxy CPU JSON | proxy CPU Avro | Avro / JSON | "
+          "direct CPU (same / defaults) | msg/s JSON | msg/s Avro | msg/s "
+          "direct (same / defaults) | load gen. CPU JSON / Avro |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        p, a = r.get("proxy"), r.get("avro")
+        d, dd = r.get("direct"), r.get("direct_defaults")
+        rel = "-"
+        if p and a and "cpu_s_per_M" in p and "cpu_s_per_M" in a:
+            rel = "%.2f" % (a["cpu_s_per_M"] / p["cpu_s_per_M"])
+        print("| %d B | %d | %s | %s | %s | %s / %s | %s | %s | %s / %s | "
+              "%s / %s |" % (
+                  r["size"], r["connections"], val(p, "cpu_s_per_M"),
+                  val(a, "cpu_s_per_M"), rel, val(d, "cpu_s_per_M"),
+                  val(dd, "cpu_s_per_M"), rate(p), rate(a), rate(d),
+                  rate(dd), val(p, "load_generator_cpu_s_per_M"),
+                  val(a, "load_generator_cpu_s_per_M")))
+
+
 def profile(b, proxy, tpc):
     """perf record -g on the proxy during one more 1 KB x 1 socket run."""
     data = os.path.join(OUT, "consume_perf.data")
@@ -450,8 +485,10 @@ def main():
         tp = results["throughput"]
         for size, _ in FILL:
             for conns in SOCKETS:
+                # socketPayload=avro beside JSON: 1 KB x 1 socket only
+                # (the run's time budget).
                 tp.append(throughput(b, proxy, props, topics[size], size,
-                                     conns))
+                                     conns, avro=size == 1000 and conns == 1))
         # One JSON array per frame instead of a frame per record; compared
         # with the direct runs of 100 B x 1 socket.
         tp.append(throughput(b, proxy, props, topics[100], 100, 1,
@@ -508,6 +545,7 @@ def main():
              x["connections"] == r["connections"] and "direct" in x), r)
         print(fmt_tp(r, ref))
     print_cpu(rows)
+    print_avro(rows)
     print("\n## End-to-end latency, open loop %d msg/s x %.0f s, %d B, "
           "shipped defaults on both sides" % (RATE, LAT_SECONDS * SCALE,
                                               LAT_SIZE))

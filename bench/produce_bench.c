@@ -7,6 +7,9 @@
  * flight). Throughput mode sends N messages of S bytes as fast as possible;
  * open-loop mode (--rate R --seconds D) sends at a fixed rate and measures
  * each message's latency from its scheduled send time to its ack.
+ * `--payload avro` makes `ws` speak socketPayload=avro: binary frames of
+ * AvroProducerRecord out, AvroProducerResult in (decoded here by a few
+ * lines of our own, not the proxy's codec, so a codec bug cannot hide).
  * One JSON line on stdout.
  */
 #include <librdkafka/rdkafka.h>
@@ -28,6 +31,7 @@ typedef struct pb_opts {
   const char *mode, *bootstrap, *topic, *host, *dump;
   const char *set[16]; /* direct: extra key=value producer settings */
   int port, conns, nset;
+  int avro; /* ws: socketPayload=avro (binary frames) instead of JSON */
   long count, size;
   double rate, seconds;
 } pb_opts_t;
@@ -84,13 +88,15 @@ static void pb_report(const pb_opts_t *o, long acked, long errors, double secs,
                (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   pb_dump(o, lat, nlat);
   qsort(lat, (size_t)nlat, sizeof(*lat), pb_cmp_u64);
-  printf("{\"mode\":\"%s\",\"connections\":%d,\"size\":%ld,\"acked\":%ld,"
-         "\"errors\":%ld,\"seconds\":%.3f,\"msgs_per_sec\":%.1f,"
+  printf("{\"mode\":\"%s\",\"payload\":\"%s\",\"connections\":%d,"
+         "\"size\":%ld,\"acked\":%ld,\"errors\":%ld,\"seconds\":%.3f,\"msgs_"
+         "per_sec\":%.1f,"
          "\"mb_per_sec\":%.2f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
          "\"p999_us\":%.1f,\"client_cpu_s\":%.3f}\n",
-         o->mode, o->conns, o->size, acked, errors, secs, acked / secs,
-         (double)acked * (double)o->size / secs / 1e6, pb_pct(lat, nlat, 0.5),
-         pb_pct(lat, nlat, 0.99), pb_pct(lat, nlat, 0.999), cpu);
+         o->mode, o->avro ? "avro" : "json", o->conns, o->size, acked, errors,
+         secs, acked / secs, (double)acked * (double)o->size / secs / 1e6,
+         pb_pct(lat, nlat, 0.5), pb_pct(lat, nlat, 0.99),
+         pb_pct(lat, nlat, 0.999), cpu);
 }
 
 /* --- direct librdkafka producer --- */
@@ -206,12 +212,12 @@ static int pb_connect(const pb_opts_t *o) {
   int one = 1; /* small frames must leave at once (no Nagle) */
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   int n = snprintf(req, sizeof(req),
-                   "GET /socket/in?clientId=bench&topic=%s&valType=string "
+                   "GET /socket/in?clientId=bench&topic=%s&valType=string%s "
                    "HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                    "Sec-WebSocket-Version: 13\r\n\r\n",
-                   o->topic);
+                   o->topic, o->avro ? "&socketPayload=avro" : "");
   if (write(fd, req, (size_t)n) != n)
     return -1;
   size_t got = 0; /* read the response head byte by byte: no over-read */
@@ -229,10 +235,11 @@ static int pb_connect(const pb_opts_t *o) {
   return fd;
 }
 
-/* A masked text frame (zero mask: the payload goes as is). */
-static size_t pb_frame(char *out, const char *payload, size_t len) {
+/* A masked text frame, or a binary one with @p binary (zero mask: the
+ * payload goes as is). */
+static size_t pb_frame(char *out, const char *payload, size_t len, int binary) {
   size_t h = 0;
-  out[h++] = (char)0x81;
+  out[h++] = (char)(binary ? 0x82 : 0x81);
   if (len < 126) {
     out[h++] = (char)(0x80 | len);
   } else {
@@ -243,6 +250,122 @@ static size_t pb_frame(char *out, const char *payload, size_t len) {
   memset(out + h, 0, 4);
   memcpy(out + h + 4, payload, len);
   return h + 4 + len;
+}
+
+/* --- socketPayload=avro: the wrapper records, by hand --- */
+
+/* Write @p v as an Avro zig-zag varint at @p d; @returns the end. */
+static char *pb_avro_put_long(char *d, int64_t v) {
+  uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+  while (u >= 0x80) {
+    *d++ = (char)(u | 0x80);
+    u >>= 7;
+  }
+  *d++ = (char)u;
+  return d;
+}
+
+/* An AvroProducerRecord: key null (branch 0), value the string branch (1)
+ * of @p vlen bytes, headers null (0), clientMessageId the string branch (1)
+ * holding @p id in decimal (id < 0: null). @p d needs @p vlen + 48 bytes. */
+static size_t pb_avro_record(char *d, const char *val, size_t vlen, long id) {
+  char *p = d, digits[24];
+  *p++ = 0; /* key: null */
+  p = pb_avro_put_long(p, 1);
+  p = pb_avro_put_long(p, (int64_t)vlen);
+  memcpy(p, val, vlen);
+  p += vlen;
+  *p++ = 0; /* headers: null */
+  if (id < 0) {
+    *p++ = 0;
+  } else {
+    int n = snprintf(digits, sizeof(digits), "%ld", id);
+    p = pb_avro_put_long(p, 1);
+    p = pb_avro_put_long(p, n);
+    memcpy(p, digits, (size_t)n);
+    p += n;
+  }
+  return (size_t)(p - d);
+}
+
+/* A reader over one datum; `bad` is set on the first error and every later
+ * read returns 0. */
+typedef struct pb_avro_in {
+  const uint8_t *p, *end;
+  const char *bad;
+} pb_avro_in_t;
+
+static int64_t pb_avro_long(pb_avro_in_t *in) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (in->p >= in->end)
+      break;
+    uint8_t b = *in->p++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80))
+      return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+  }
+  if (!in->bad)
+    in->bad = "a varint ends early or is over 64 bits";
+  in->p = in->end;
+  return 0;
+}
+
+/* A string or bytes: a view of it, or NULL (and `bad`). */
+static const uint8_t *pb_avro_str(pb_avro_in_t *in, size_t *len) {
+  int64_t n = pb_avro_long(in);
+  *len = 0;
+  if (in->bad)
+    return NULL;
+  if (n < 0 || n > in->end - in->p) {
+    in->bad = "a length past the end";
+    in->p = in->end;
+    return NULL;
+  }
+  const uint8_t *s = in->p;
+  in->p += n;
+  *len = (size_t)n;
+  return s;
+}
+
+/* A ["null","string"] union: 0 for null, 1 with the string in *s, -1 bad. */
+static int pb_avro_opt_str(pb_avro_in_t *in, const uint8_t **s, size_t *len) {
+  int64_t b = pb_avro_long(in);
+  *s = NULL;
+  *len = 0;
+  if (b == 1)
+    *s = pb_avro_str(in, len);
+  else if (b != 0 && !in->bad)
+    in->bad = "a union branch out of range";
+  return in->bad ? -1 : (int)b;
+}
+
+/* Decode an AvroProducerResult (topic, partition, offset, timestamp,
+ * clientMessageId, error, message). @returns 0 for a success whose
+ * clientMessageId is @p want, else 1 with *why saying what was wrong. */
+static int pb_avro_result(const uint8_t *p, size_t n, long want,
+                          const char **why) {
+  pb_avro_in_t in = {p, p + n, NULL};
+  const uint8_t *s, *err;
+  size_t len, elen;
+  pb_avro_str(&in, &len); /* topic */
+  int64_t part = pb_avro_long(&in);
+  pb_avro_long(&in); /* offset */
+  pb_avro_long(&in); /* timestamp */
+  int has_id = pb_avro_opt_str(&in, &s, &len);
+  char digits[24];
+  int dl = snprintf(digits, sizeof(digits), "%ld", want);
+  int id_ok = has_id == 1 && len == (size_t)dl && !memcmp(s, digits, len);
+  int has_err = pb_avro_opt_str(&in, &err, &elen);
+  pb_avro_opt_str(&in, &s, &len); /* message */
+  if (!in.bad && in.p != in.end)
+    in.bad = "bytes after the record";
+  *why = in.bad                         ? in.bad
+         : has_err == 1                 ? "a result with error set"
+         : !id_ok                       ? "a result out of order"
+         : part < 0 || part > INT32_MAX ? "partition out of range"
+                                        : NULL;
+  return *why != NULL;
 }
 
 static void *pb_sender(void *arg) {
@@ -259,11 +382,12 @@ static void *pb_sender(void *arg) {
       pb_sleep_until(pb_sched[gi]);
       batch = 1; /* open loop: every message leaves on time */
     }
-    int len = snprintf(msg, cap,
-                       "{\"value\":{\"value\":\"%s\"},"
-                       "\"messageId\":%ld}",
-                       val, gi);
-    used += pb_frame(buf + used, msg, (size_t)len);
+    size_t len = o->avro ? pb_avro_record(msg, val, (size_t)o->size, gi)
+                         : (size_t)snprintf(msg, cap,
+                                            "{\"value\":{\"value\":\"%s\"},"
+                                            "\"messageId\":%ld}",
+                                            val, gi);
+    used += pb_frame(buf + used, msg, len, o->avro);
     if ((i + 1) % (long)batch == 0 || i + 1 == c->n) {
       for (size_t off = 0; off < used;) {
         ssize_t w = write(c->fd, buf + off, used - off);
@@ -281,7 +405,12 @@ out:
   return NULL;
 }
 
-/* Read server frames: each text frame is one result, in order. */
+static atomic_long pb_described; /* errors described on stderr so far */
+
+/* Read server frames: each text frame (binary with --payload avro) is one
+ * result, in order. An Avro result is decoded whole: one with `error` set, or
+ * that does not decode, or whose clientMessageId is not the next one, counts
+ * as an error, as a JSON result with "error" does. */
 static void *pb_receiver(void *arg) {
   pb_conn_t *c = arg;
   size_t cap = 1 << 20, have = 0;
@@ -302,12 +431,20 @@ static void *pb_receiver(void *arg) {
       }
       if (have - off < h + len)
         break;
-      if ((buf[off] & 0x0f) == 1) {
+      int op = buf[off] & 0x0f;
+      const char *why = NULL;
+      if (op == (c->o->avro ? 2 : 1)) {
         long gi = c->first + c->acked;
-        if (memmem(buf + off + h, len, "\"error\"", 7))
+        if (c->o->avro ? pb_avro_result(buf + off + h, len, gi, &why)
+                       : memmem(buf + off + h, len, "\"error\"", 7) != NULL) {
           c->errors++;
-        else if (pb_sched)
+          if (why && atomic_fetch_add(&pb_described, 1) < 20)
+            fprintf(stderr, "produce_bench: message %ld: %s\n", gi, why);
+        } else if (pb_sched)
           pb_lat[gi] = pb_now_ns() - pb_sched[gi];
+        c->acked++;
+      } else if (op == 1 || op == 2) { /* the other payload's frame */
+        c->errors++;
         c->acked++;
       }
       off += h + len;
@@ -337,9 +474,14 @@ static int pb_ws(const pb_opts_t *o) {
   /* Warm up like the direct client: the first record to a topic waits for
    * its metadata. One record on each connection, acked before timing. */
   for (int i = 0; i < o->conns; i++) {
-    char frame[256], ack[512];
+    char frame[256], ack[512], rec[64];
     const char *warm = "{\"value\":{\"value\":\"warm-up\"}}";
-    size_t fl = pb_frame(frame, warm, strlen(warm));
+    size_t wl = strlen(warm);
+    if (o->avro) {
+      wl = pb_avro_record(rec, "warm-up", 7, -1);
+      warm = rec;
+    }
+    size_t fl = pb_frame(frame, warm, wl, o->avro);
     if (write(c[i].fd, frame, fl) != (ssize_t)fl ||
         read(c[i].fd, ack, sizeof(ack)) <= 0)
       return 1;
@@ -389,17 +531,19 @@ int main(int argc, char **argv) {
       o.seconds = atof(v);
     else if (!strcmp(k, "--dump"))
       o.dump = v;
+    else if (!strcmp(k, "--payload"))
+      o.avro = !strcmp(v, "avro") ? 1 : !strcmp(v, "json") ? 0 : -1;
     else if (!strcmp(k, "--set") && o.nset < 16)
       o.set[o.nset++] = v;
     else if (!strcmp(k, "--set"))
       too_many = 1; /* refused below rather than dropped */
   }
-  if (too_many || !o.mode || !o.topic || o.size < 1 || o.size > 60000 ||
-      (strcmp(o.mode, "direct") && strcmp(o.mode, "ws"))) {
+  if (too_many || o.avro < 0 || !o.mode || !o.topic || o.size < 1 ||
+      o.size > 60000 || (strcmp(o.mode, "direct") && strcmp(o.mode, "ws"))) {
     fprintf(stderr, "usage: produce_bench --mode direct|ws --topic T "
                     "[--bootstrap B | --port P] [--connections C] "
                     "[--count N] [--size S] [--rate R --seconds D [--dump F]] "
-                    "[--set key=value (direct)]\n");
+                    "[--payload json|avro (ws)] [--set key=value (direct)]\n");
     return 2;
   }
   return !strcmp(o.mode, "direct") ? pb_direct(&o) : pb_ws(&o);

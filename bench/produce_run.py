@@ -100,11 +100,15 @@ def latency_round(admin, b, port, secs):
 def case(admin, b, proxy, port, size, n, conns):
     """PAIRS runs of each side, alternating which goes first, each on a
     fresh topic: one run of each is at the mercy of the broker's mood of the
-    moment (its rate moves by tens of percent from one run to the next)."""
+    moment (its rate moves by tens of percent from one run to the next).
+    Each round has a third run, through the proxy with socketPayload=avro
+    (`avro`), reversed with the rest (direct ws avro, avro ws direct, ...):
+    the Avro framing's CPU per record beside JSON's, in the same rounds."""
     runs = []
     for i in range(PAIRS):
         pair = {}
-        for side in (("direct", "ws") if i % 2 == 0 else ("ws", "direct")):
+        for side in (("direct", "ws", "avro") if i % 2 == 0 else
+                     ("avro", "ws", "direct")):
             t = topic(admin)
             b0 = cpu_seconds(b.proc.pid)
             if side == "direct":
@@ -113,13 +117,15 @@ def case(admin, b, proxy, port, size, n, conns):
                     t, "--count", n, "--size", str(size)])
                 pair["direct_broker_cpu_s"] = cpu_seconds(b.proc.pid) - b0
             else:
+                key = "proxy" if side == "ws" else "avro"
                 c0 = cpu_seconds(proxy.pid)
-                pair["proxy"] = run_tool([
+                pair[key] = run_tool([
                     "--mode", "ws", "--port", str(port), "--topic", t,
                     "--count", n, "--size", str(size), "--connections",
-                    str(conns)])
-                pair["proxy_cpu_s"] = cpu_seconds(proxy.pid) - c0
-                pair["proxy_broker_cpu_s"] = cpu_seconds(b.proc.pid) - b0
+                    str(conns), "--payload",
+                    "json" if side == "ws" else "avro"])
+                pair[key + "_cpu_s"] = cpu_seconds(proxy.pid) - c0
+                pair[key + "_broker_cpu_s"] = cpu_seconds(b.proc.pid) - b0
             drop(admin, t)
         pair["ratio"] = pair["proxy"]["msgs_per_sec"] / \
             pair["direct"]["msgs_per_sec"]
@@ -128,6 +134,17 @@ def case(admin, b, proxy, port, size, n, conns):
     p = median([r["proxy"]["msgs_per_sec"] for r in runs])
     return {"size": size, "connections": conns, "runs": runs,
             "direct_msgs_per_sec": d, "proxy_msgs_per_sec": p,
+            "avro_msgs_per_sec": median(
+                [r["avro"]["msgs_per_sec"] for r in runs]),
+            "avro_cpu_s_per_M": median(
+                [r["avro_cpu_s"] / r["avro"]["acked"] * 1e6 for r in runs]),
+            "avro_cpu_s_per_M_runs": [
+                r["avro_cpu_s"] / r["avro"]["acked"] * 1e6 for r in runs],
+            "proxy_cpu_s_per_M_runs": [
+                r["proxy_cpu_s"] / r["proxy"]["acked"] * 1e6 for r in runs],
+            "avro_load_generator_cpu_s_per_M": median(
+                [r["avro"]["client_cpu_s"] / r["avro"]["acked"] * 1e6
+                 for r in runs]),
             "proxy_mb_per_sec": median(
                 [r["proxy"]["mb_per_sec"] for r in runs]),
             "ratio": p / d,
@@ -171,6 +188,30 @@ def start_proxy(b, port, binary=PROXY, log="produce_proxy.log"):
     return proxy
 
 
+def print_avro(rows):
+    """socketPayload=avro beside JSON and the direct client, same rounds."""
+    print("\nsocketPayload=avro (binary AvroProducerRecord / "
+          "AvroProducerResult frames) beside JSON (text frames) and the "
+          "direct client, the same %d rounds; proxy CPU s / 1M msgs "
+          "(median, then each round), msg/s medians\n" % PAIRS)
+    print("| size | sockets | proxy CPU JSON | proxy CPU Avro | Avro / JSON "
+          "| JSON rounds | Avro rounds | direct client CPU | msg/s JSON | "
+          "msg/s Avro | msg/s direct | load gen. CPU JSON / Avro |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| %d B | %d | %.2f | %.2f | %.2f | %s | %s | %.2f | %.0f | "
+              "%.0f | %.0f | %.2f / %.2f |" % (
+                  r["size"], r["connections"], r["proxy_cpu_s_per_M"],
+                  r["avro_cpu_s_per_M"],
+                  r["avro_cpu_s_per_M"] / r["proxy_cpu_s_per_M"],
+                  " ".join("%.2f" % x for x in r["proxy_cpu_s_per_M_runs"]),
+                  " ".join("%.2f" % x for x in r["avro_cpu_s_per_M_runs"]),
+                  r["direct_cpu_s_per_M"], r["proxy_msgs_per_sec"],
+                  r["avro_msgs_per_sec"], r["direct_msgs_per_sec"],
+                  r["load_generator_cpu_s_per_M"],
+                  r["avro_load_generator_cpu_s_per_M"]))
+
+
 def print_latency(lat):
     print("\nopen loop, 100 B, direct and proxy at %d msg/s each at the same "
           "time, %d rounds (us)\n" % (LAT_RATE, LAT_ROUNDS))
@@ -200,8 +241,10 @@ def main():
         # Warm-up, unmeasured: the proxy's shared producers (one per worker)
         # and the broker. A fresh broker JVM is markedly slower for its first
         # few hundred MB (JIT), which would fall on whichever side ran first.
-        run_tool(["--mode", "ws", "--port", str(port), "--topic",
-                  topic(admin), "--count", "2000", "--connections", "4"])
+        for payload in ("json", "avro"):
+            run_tool(["--mode", "ws", "--port", str(port), "--topic",
+                      topic(admin), "--count", "2000", "--connections", "4",
+                      "--payload", payload])
         for mode in ("direct", "ws"):
             warm = topic(admin)
             run_tool(["--mode", mode, "--bootstrap", b.bootstrap, "--port",
@@ -234,6 +277,7 @@ def main():
             r["proxy_msgs_per_sec"], r["proxy_mb_per_sec"], r["ratio"],
             " ".join("%.2f" % x for x in r["pair_ratios"]),
             r["proxy_cpu_s_per_M"], r["direct_cpu_s_per_M"]))
+    print_avro(results["throughput"])
     print("\nwhere the machine's CPU went, s / 1M msgs (medians; the broker's "
           "while each run lasted)")
     print_cpu_table(
