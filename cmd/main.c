@@ -150,9 +150,13 @@ int main(int argc, char **argv) {
     if (cfg->kafka_client.schema_registry.auto_register_schemas)
       register_wrappers(registry);
   }
-  kwp_ctx_t *ctx = kwp_ctx_new(cfg, kafka, kwp_session_admission(session));
-  if (ctx)
+  kwp_auth_t *auth = kwp_auth_new(cfg);
+  kwp_ctx_t *ctx =
+      auth ? kwp_ctx_new(cfg, kafka, kwp_session_admission(session)) : NULL;
+  if (ctx) {
     kwp_ctx_set_registry(ctx, registry);
+    kwp_ctx_set_auth(ctx, auth);
+  }
   kwp_server_t *srv = ctx ? kwp_server_new(ctx, err, sizeof(err)) : NULL;
   int rc = 1;
   if (!ctx) {
@@ -167,6 +171,7 @@ int main(int argc, char **argv) {
     rc = 1; /* a duplicate server-id or no state topic: logged already */
   kwp_session_stop(session);
   kwp_registry_free(registry);
+  kwp_auth_free(auth);
   kwp_kafka_free(kafka);
   kwp_config_free(cfg);
   kwp_ctx_free(ctx);

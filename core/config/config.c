@@ -548,6 +548,14 @@ static int validate(const kwp_config_t *c, int dev_mode, char *err,
        require(c->server.basic_auth.realm, "server.basic-auth.realm",
                "when basic-auth is enabled", err, errlen)))
     return -1;
+  if (c->server.openid_connect.enabled) {
+    /* Fail closed: started without it, the proxy would serve everyone. */
+    snprintf(err, errlen,
+             ROOT "server.openid-connect.enabled: OpenID Connect is not "
+                  "available in this version; refusing to start unprotected "
+                  "(use server.basic-auth, or leave it off)");
+    return -1;
+  }
   if (c->server.openid_connect.enabled &&
       (require(c->server.openid_connect.well_known_url,
                "server.openid-connect.well-known-url",

@@ -18,9 +18,9 @@ struct kwp_upgrade {
   kwp_conn_t *conn;
   const kwp_endpoint_t *ep;
   kwp_worker_t *wk;
-  const char *url; /* the request's, kept while reading is paused */
-  void *state;     /* the endpoint's, until open() takes it */
-  const char *principal;
+  const char *url;     /* the request's, kept while reading is paused */
+  void *state;         /* the endpoint's, until open() takes it */
+  char principal[128]; /* "" when no authentication is configured */
 };
 
 kwp_conn_t *kwp_upgrade_conn(const kwp_upgrade_t *up) {
@@ -32,7 +32,7 @@ struct kwp_worker *kwp_upgrade_worker(const kwp_upgrade_t *up) {
 }
 
 const char *kwp_upgrade_principal(const kwp_upgrade_t *up) {
-  return up->principal;
+  return *up->principal ? up->principal : NULL;
 }
 
 void kwp_upgrade_accept(kwp_upgrade_t *up, const kwp_ws_handler_t *h,
@@ -128,12 +128,20 @@ static void step_parse(kwp_upgrade_t *up) {
 
 /* --- identity --- */
 
-/* Who the client is. No authentication is configured in this version, so
- * every client is anonymous; an authenticator (basic, OpenID Connect) goes
- * here, and may finish later (a key fetch) by calling step_parse() or
- * refusing with KWP_EUNAUTHORIZED / KWP_EFORBIDDEN. */
+/* Who the client is, by the process's authenticator (auth/auth.h; none
+ * configured: anonymous). A 401 carries the authenticator's challenge
+ * (kwp_http__error()). An authenticator that must ask a server (OpenID
+ * Connect keys) would finish later, calling step_parse() or refusing. */
 static void step_identity(kwp_upgrade_t *up) {
-  up->principal = NULL;
+  const char *why;
+  int repeated;
+  const char *header = kwp_conn_authorization(up->conn, &repeated);
+  int err = kwp_auth_check(kwp_worker_auth(up->wk), header, repeated,
+                           up->principal, sizeof(up->principal), &why);
+  if (err) {
+    refuse_early(up, err, why);
+    return;
+  }
   step_parse(up);
 }
 

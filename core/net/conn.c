@@ -335,6 +335,11 @@ uint64_t kwp_conn_id(const kwp_conn_t *conn) {
   return conn->id;
 }
 
+const char *kwp_conn_authorization(const kwp_conn_t *conn, int *repeated) {
+  *repeated = conn->req.auth_count > 1;
+  return conn->req.auth_count ? conn->req.auth : NULL;
+}
+
 const char *kwp_conn_peer(const kwp_conn_t *conn) {
   return conn->peer;
 }

@@ -120,5 +120,8 @@ void kwp_conn_upgrade_answer(kwp_conn_t *conn, const kwp_ws_handler_t *h,
 /** Connection id and peer address, for log lines. */
 uint64_t kwp_conn_id(const kwp_conn_t *conn);
 const char *kwp_conn_peer(const kwp_conn_t *conn);
+/** The request's Authorization header (NULL: none); @p repeated set when
+ * it had several. Valid until the request is answered. */
+const char *kwp_conn_authorization(const kwp_conn_t *conn, int *repeated);
 
 #endif

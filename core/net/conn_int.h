@@ -20,6 +20,11 @@ enum { KWP_CONN_HTTP, KWP_CONN_WS };
 typedef struct kwp_http_req {
   char *url; /* malloc'd, NUL-terminated, bounded by max-header-size */
   size_t url_len, url_cap;
+  /* the Authorization header (malloc'd, kept like url; a bearer token is
+   * longer than `value`), and how many there were */
+  char *auth;
+  size_t auth_len, auth_cap;
+  int auth_count;
   size_t header_bytes, header_count, body_bytes;
   char field[32];
   size_t field_len;

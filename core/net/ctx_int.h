@@ -14,6 +14,7 @@ struct kwp_ctx {
   kwp_kafka_t *kafka;
   const kwp_admission_t *admission;
   kwp_registry_t *registry;    /* NULL: no schema-registry.url */
+  const kwp_auth_t *auth;      /* NULL: none */
   atomic_size_t open_conns;    /* admitted (under the limit), not yet freed */
   atomic_size_t refused_conns; /* being answered 503, not yet freed */
   atomic_uint_fast64_t next_conn_id;

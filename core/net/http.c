@@ -58,14 +58,36 @@ static int http_count(kwp_conn_t *conn, size_t len) {
 static int on_message_begin(llhttp_t *p) {
   kwp_conn_t *conn = CB_CONN(p);
   kwp_http_req_t *r = &conn->req;
-  char *url = r->url;
-  size_t cap = r->url_cap;
+  char *url = r->url, *auth = r->auth;
+  size_t cap = r->url_cap, auth_cap = r->auth_cap;
   memset(r, 0, sizeof(*r));
   r->url = url;
   r->url_cap = cap;
+  r->auth = auth;
+  r->auth_cap = auth_cap;
+  if (auth)
+    *auth = 0;
   r->in_progress = 1;
   conn->t_req_start = uv_now(kwp_worker_loop(conn->wk));
   kwp_conn__timer_arm(conn);
+  return 0;
+}
+
+/* Append to a growable NUL-terminated buffer (its size is bounded by
+ * max-header-size, which http_count() enforces). */
+static int grow_append(char **buf, size_t *len, size_t *cap, const char *at,
+                       size_t n) {
+  if (*len + n + 1 > *cap) {
+    size_t c = (*len + n + 1) * 2;
+    char *b = realloc(*buf, c);
+    if (!b)
+      return -1;
+    *buf = b;
+    *cap = c;
+  }
+  memcpy(*buf + *len, at, n);
+  *len += n;
+  (*buf)[*len] = 0;
   return 0;
 }
 
@@ -74,19 +96,10 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
   kwp_http_req_t *r = &conn->req;
   if (http_count(conn, len))
     return HPE_USER;
-  if (r->url_len + len + 1 > r->url_cap) {
-    size_t cap = (r->url_len + len + 1) * 2;
-    char *u = realloc(r->url, cap);
-    if (!u) {
-      conn->http_err = KWP_ENOMEM;
-      return HPE_USER;
-    }
-    r->url = u;
-    r->url_cap = cap;
+  if (grow_append(&r->url, &r->url_len, &r->url_cap, at, len) != 0) {
+    conn->http_err = KWP_ENOMEM;
+    return HPE_USER;
   }
-  memcpy(r->url + r->url_len, at, len);
-  r->url_len += len;
-  r->url[r->url_len] = 0;
   return 0;
 }
 
@@ -114,6 +127,11 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   kwp_http_req_t *r = &CB_CONN(p)->req;
+  if (!strcasecmp(r->field, "authorization") &&
+      grow_append(&r->auth, &r->auth_len, &r->auth_cap, at, len) != 0) {
+    CB_CONN(p)->http_err = KWP_ENOMEM;
+    return HPE_USER;
+  }
   size_t room = sizeof(r->value) - 1 - r->value_len;
   size_t n = len < room ? len : room;
   if (n < len)
@@ -145,7 +163,9 @@ static int has_token(const char *list, const char *tok) {
 
 static void header_store(kwp_http_req_t *r) {
   const char *f = r->field, *v = r->value;
-  if (!strcasecmp(f, "upgrade")) {
+  if (!strcasecmp(f, "authorization")) {
+    r->auth_count++;
+  } else if (!strcasecmp(f, "upgrade")) {
     r->has_upgrade = 1;
     r->upgrade_websocket = has_token(v, "websocket");
   } else if (!strcasecmp(f, "connection")) {
@@ -241,6 +261,10 @@ void kwp_http__init(kwp_conn_t *conn) {
 void kwp_http__free(kwp_conn_t *conn) {
   free(conn->req.url);
   conn->req.url = NULL;
+  if (conn->req.auth) /* credentials: wiped */
+    memset(conn->req.auth, 0, conn->req.auth_cap);
+  free(conn->req.auth);
+  conn->req.auth = NULL;
 }
 
 /* --- responses --- */
@@ -274,6 +298,8 @@ void kwp_http__error(kwp_conn_t *conn, int err, const char *message,
   json_t *o = json_pack("{s:s}", "message", message);
   char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
   int status = kwp_err_http_status(err);
+  if (err == KWP_EUNAUTHORIZED && !extra_headers)
+    extra_headers = kwp_auth_challenge(kwp_worker_auth(conn->wk));
   /* Errors the parser cannot recover from end the connection. */
   if (status == 400 || status == 408 || status == 413 || status == 431 ||
       err == KWP_EOVERLOAD)

@@ -21,6 +21,7 @@ typedef struct route {
   const char *path;
   void (*http)(kwp_conn_t *conn);
   const kwp_endpoint_t *ws;
+  int health; /* authenticated only with server.secure-health-check-endpoint */
 } route_t;
 
 /* --- /healthcheck --- */
@@ -87,15 +88,15 @@ static void route_avro_schema(kwp_conn_t *conn) {
 }
 
 static const route_t routes[] = {
-    {SCHEMAS_PREFIX "producer/record", route_avro_schema, NULL},
-    {SCHEMAS_PREFIX "producer/result", route_avro_schema, NULL},
-    {SCHEMAS_PREFIX "producer/commit", route_avro_schema, NULL},
-    {SCHEMAS_PREFIX "consumer/record", route_avro_schema, NULL},
-    {SCHEMAS_PREFIX "consumer/commit", route_avro_schema, NULL},
-    {"/healthcheck", route_health, NULL},
-    {"/ready", route_ready, NULL},
-    {"/kafka/cluster/info", route_cluster_info, NULL},
-    {"/admin/kafka/info", route_cluster_info, NULL},
+    {SCHEMAS_PREFIX "producer/record", route_avro_schema, NULL, 0},
+    {SCHEMAS_PREFIX "producer/result", route_avro_schema, NULL, 0},
+    {SCHEMAS_PREFIX "producer/commit", route_avro_schema, NULL, 0},
+    {SCHEMAS_PREFIX "consumer/record", route_avro_schema, NULL, 0},
+    {SCHEMAS_PREFIX "consumer/commit", route_avro_schema, NULL, 0},
+    {"/healthcheck", route_health, NULL, 1},
+    {"/ready", route_ready, NULL, 1},
+    {"/kafka/cluster/info", route_cluster_info, NULL, 0},
+    {"/admin/kafka/info", route_cluster_info, NULL, 0},
 };
 
 static int route_find(kwp_conn_t *conn, route_t *out) {
@@ -108,6 +109,7 @@ static int route_find(kwp_conn_t *conn, route_t *out) {
     }
   }
   out->http = NULL;
+  out->health = 0;
   out->ws = kwp_dialect_find(url, n, conn->cfg);
   return out->ws != NULL;
 }
@@ -156,6 +158,24 @@ static void route_upgrade(kwp_conn_t *conn, const route_t *rt) {
   kwp_upgrade_start(conn, rt->ws, conn->req.url);
 }
 
+/* A plain HTTP route's identity check (a WebSocket endpoint's is the
+ * upgrade pipeline's first step). @returns 0, or -1 once answered 401. */
+static int authenticate(kwp_conn_t *conn, const route_t *rt) {
+  const kwp_auth_t *a = kwp_worker_auth(conn->wk);
+  char principal[128];
+  const char *why;
+  int repeated;
+  if (!kwp_auth_enabled(a) ||
+      (rt->health && !conn->cfg->server.secure_health_check_endpoint))
+    return 0;
+  const char *header = kwp_conn_authorization(conn, &repeated);
+  if (kwp_auth_check(a, header, repeated, principal, sizeof(principal), &why) ==
+      0)
+    return 0;
+  kwp_http__error(conn, KWP_EUNAUTHORIZED, why, NULL);
+  return -1;
+}
+
 void kwp_routes__dispatch(kwp_conn_t *conn, int upgrade) {
   route_t found;
   const route_t *rt = route_find(conn, &found) ? &found : NULL;
@@ -172,7 +192,8 @@ void kwp_routes__dispatch(kwp_conn_t *conn, int upgrade) {
                     "HTTP method not allowed, supported methods: GET, HEAD",
                     ALLOW_GET);
   } else if (rt->http) {
-    rt->http(conn);
+    if (authenticate(conn, rt) == 0)
+      rt->http(conn);
   } else if (upgrade) {
     route_upgrade(conn, rt);
   } else if (conn->req.has_upgrade || conn->req.conn_upgrade) {

@@ -207,6 +207,10 @@ void kwp_ctx_set_registry(kwp_ctx_t *ctx, kwp_registry_t *reg) {
   ctx->registry = reg;
 }
 
+void kwp_ctx_set_auth(kwp_ctx_t *ctx, const kwp_auth_t *auth) {
+  ctx->auth = auth;
+}
+
 void kwp_ctx_free(kwp_ctx_t *ctx) {
   if (!ctx)
     return;

@@ -7,6 +7,7 @@
 #ifndef KWP_SERVER_H
 #define KWP_SERVER_H
 
+#include "auth/auth.h"
 #include "core/config/config.h"
 #include "core/endpoint/admission.h"
 #include "core/kafka/kafka.h"
@@ -26,6 +27,9 @@ kwp_ctx_t *kwp_ctx_new(const kwp_config_t *cfg, kwp_kafka_t *kafka,
 /** Give the workers the schema registry client (NULL: none configured);
  * borrowed. @locality main thread, before kwp_server_new() */
 void kwp_ctx_set_registry(kwp_ctx_t *ctx, kwp_registry_t *reg);
+/** Give the workers the authenticator (auth/auth.h); borrowed.
+ * @locality main thread, before kwp_server_new() */
+void kwp_ctx_set_auth(kwp_ctx_t *ctx, const kwp_auth_t *auth);
 /** Free a context once the server is gone. @locality main thread */
 void kwp_ctx_free(kwp_ctx_t *ctx);
 

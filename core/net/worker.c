@@ -75,6 +75,10 @@ kwp_registry_t *kwp_worker_registry(const kwp_worker_t *wk) {
   return wk->ctx->registry;
 }
 
+const kwp_auth_t *kwp_worker_auth(const kwp_worker_t *wk) {
+  return wk->ctx->auth;
+}
+
 /* librdkafka reads the wall clock for every record it is not given a
  * timestamp for, and on a VM a clock read was 2 % of the proxy's CPU per
  * 100 B record; the records of one loop tick (one socket read, typically)

@@ -71,6 +71,8 @@ kwp_kafka_t *kwp_worker_kafka(const kwp_worker_t *wk);
 const kwp_admission_t *kwp_worker_admission(const kwp_worker_t *wk);
 /** The schema registry client, or NULL when none is configured. */
 kwp_registry_t *kwp_worker_registry(const kwp_worker_t *wk);
+/** The authenticator, or NULL when none is set. */
+const kwp_auth_t *kwp_worker_auth(const kwp_worker_t *wk);
 /** Wall-clock ms (Unix epoch), read at most once per loop tick: the
  * CreateTime of the records this tick produces. @locality the worker's thread
  */
