@@ -1,4 +1,5 @@
 /* Every unit test, by module. Each module keeps its own list file. */
+#include "test/unit/list_auth.h"
 #include "test/unit/list_avro.h"
 #include "test/unit/list_codec.h"
 #include "test/unit/list_config.h"
