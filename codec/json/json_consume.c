@@ -385,7 +385,8 @@ int kwp_consume_record(kwp_sbuf_t *out, const kwp_payload_opts_t *o,
   out->len += (size_t)(d - d0);
   append_headers(out, r);
   int bad_key = 0, bad_value;
-  char why_key[256] = "", why_value[256] = "";
+  char why_key[256], why_value[256]; /* set only when used: no memset */
+  why_key[0] = why_value[0] = 0;
   if (r->key) {
     APPEND_LIT(out, ",\"key\":");
     bad_key = append_field(out, o->sr, key_fmt, key_fmt != KWP_FMT_NONE, r->key,
