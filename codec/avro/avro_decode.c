@@ -377,13 +377,5 @@ int kwp_avro_to_json(const kwp_avro_schema_t *sch, const uint8_t *data,
              (size_t)(d.end - d.p));
     r = bad(&d, msg, (size_t)(d.p - d.start));
   }
-  if (r == 0 && !out->oom)
-    return 0;
-  out->len = start;
-  if (out->oom) {
-    snprintf(why, whylen, "out of memory");
-    return KWP_ENOMEM;
-  }
-  kwp_avro__why(&e, why, whylen);
-  return KWP_EBADVALUE;
+  return kwp_avro__finish(out, start, r, &e, why, whylen);
 }

@@ -462,13 +462,5 @@ int kwp_avro_from_json(const kwp_avro_schema_t *sch, const char *json,
   kwp_avro__err_init(&e);
   int r = kwp_avro__encode(sch->root, v, 0, out, &e);
   json_decref(v);
-  if (r == 0 && !out->oom)
-    return 0;
-  out->len = start;
-  if (out->oom) {
-    snprintf(why, whylen, "out of memory");
-    return KWP_ENOMEM;
-  }
-  kwp_avro__why(&e, why, whylen);
-  return KWP_EBADVALUE;
+  return kwp_avro__finish(out, start, r, &e, why, whylen);
 }

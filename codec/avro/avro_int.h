@@ -81,6 +81,10 @@ void kwp_avro__path_index(kwp_av_err_t *e, size_t i);
 void kwp_avro__path_key(kwp_av_err_t *e, const char *key, size_t len);
 /* The message: "field 'a.b': msg", "missing field 'a.b'", ... */
 void kwp_avro__why(const kwp_av_err_t *e, char *why, size_t whylen);
+/* The end of a conversion that wrote from @p start of @p out and returned
+ * @p r: 0, or @p out cut back and KWP_ENOMEM / KWP_EBADVALUE with @p why. */
+int kwp_avro__finish(kwp_sbuf_t *out, size_t start, int r,
+                     const kwp_av_err_t *e, char *why, size_t whylen);
 /* "int", "record com.example.User", "one of null, string", ... */
 void kwp_avro__type_desc(const kwp_av_node_t *n, char *buf, size_t len);
 /* A branch's name in the union encoding: a type name or a full name. */

@@ -444,6 +444,19 @@ void kwp_avro__why(const kwp_av_err_t *e, char *why, size_t whylen) {
     snprintf(why, whylen, "%s", e->msg);
 }
 
+int kwp_avro__finish(kwp_sbuf_t *out, size_t start, int r,
+                     const kwp_av_err_t *e, char *why, size_t whylen) {
+  if (r == 0 && !out->oom)
+    return 0;
+  out->len = start;
+  if (out->oom) {
+    snprintf(why, whylen, "out of memory");
+    return KWP_ENOMEM;
+  }
+  kwp_avro__why(e, why, whylen);
+  return KWP_EBADVALUE;
+}
+
 const char *kwp_avro__branch_name(const kwp_av_node_t *n) {
   static const char *names[] = {
       [KWP_AV_NULL] = "null",     [KWP_AV_BOOLEAN] = "boolean",

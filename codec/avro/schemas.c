@@ -26,6 +26,21 @@
   "      }\n"                                                                  \
   "    } ]"
 
+/* Where a record is: topic, partition, offset, timestamp (after a field's
+ * opening brace; ends before the next field's). */
+#define POSITION_FIELDS                                                        \
+  "    \"name\" : \"topic\",\n"                                                \
+  "    \"type\" : \"string\"\n"                                                \
+  "  }, {\n"                                                                   \
+  "    \"name\" : \"partition\",\n"                                            \
+  "    \"type\" : \"int\"\n"                                                   \
+  "  }, {\n"                                                                   \
+  "    \"name\" : \"offset\",\n"                                               \
+  "    \"type\" : \"long\"\n"                                                  \
+  "  }, {\n"                                                                   \
+  "    \"name\" : \"timestamp\",\n"                                            \
+  "    \"type\" : \"long\"\n"
+
 #define ERROR_FIELDS                                                           \
   "  }, {\n"                                                                   \
   "    \"name\" : \"error\",\n"                                                \
@@ -76,19 +91,7 @@ static const char producer_result[] =
     "  \"type\" : \"record\",\n"
     "  \"name\" : \"AvroProducerResult\",\n" NS
     "  \"doc\" : \"Outbound schema for responding to produced messages.\",\n"
-    "  \"fields\" : [ {\n"
-    "    \"name\" : \"topic\",\n"
-    "    \"type\" : \"string\"\n"
-    "  }, {\n"
-    "    \"name\" : \"partition\",\n"
-    "    \"type\" : \"int\"\n"
-    "  }, {\n"
-    "    \"name\" : \"offset\",\n"
-    "    \"type\" : \"long\"\n"
-    "  }, {\n"
-    "    \"name\" : \"timestamp\",\n"
-    "    \"type\" : \"long\"\n"
-    "  }, {\n"
+    "  \"fields\" : [ {\n" POSITION_FIELDS "  }, {\n"
     "    \"name\" : \"clientMessageId\",\n"
     "    \"type\" : [ \"null\", \"string\" ],\n"
     "    \"default\" : null\n" ERROR_FIELDS "}\n";
@@ -104,19 +107,7 @@ static const char consumer_record[] =
     "  \"fields\" : [ {\n"
     "    \"name\" : \"wsProxyMessageId\",\n"
     "    \"type\" : \"string\"\n"
-    "  }, {\n"
-    "    \"name\" : \"topic\",\n"
-    "    \"type\" : \"string\"\n"
-    "  }, {\n"
-    "    \"name\" : \"partition\",\n"
-    "    \"type\" : \"int\"\n"
-    "  }, {\n"
-    "    \"name\" : \"offset\",\n"
-    "    \"type\" : \"long\"\n"
-    "  }, {\n"
-    "    \"name\" : \"timestamp\",\n"
-    "    \"type\" : \"long\"\n"
-    "  }, {\n"
+    "  }, {\n" POSITION_FIELDS "  }, {\n"
     "    \"name\" : \"key\",\n"
     "    \"type\" : [ \"null\", \"bytes\", \"string\", \"int\", \"long\", "
     "\"double\", \"float\" ]\n"
